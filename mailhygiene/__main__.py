@@ -1,0 +1,3 @@
+from mailhygiene.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command-line entry points: parse, pick ``now`` and the actor, call one service, render."""

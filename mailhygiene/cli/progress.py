@@ -1,0 +1,67 @@
+"""Progress for long commands: counts, rate and ETA on a terminal; silent otherwise."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from mailhygiene.index import FolderSyncResult
+
+
+class _RateColumn(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("{task.fields[rate]}")
+
+
+class SyncBar:
+    """A rich progress bar per folder, implementing ``index.SyncProgress``."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> SyncBar:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def folder_started(self, folder: str, to_fetch: int) -> None:
+        self._task = self._progress.add_task(folder, total=max(to_fetch, 0), rate="")
+
+    def fetched(self, count: int) -> None:
+        if self._task is None:
+            return
+        self._progress.advance(self._task, count)
+        task = self._progress.tasks[self._task]
+        speed = task.speed
+        self._progress.update(self._task, rate=f"{speed:,.0f} msg/s" if speed else "")
+
+    def folder_finished(self, result: FolderSyncResult) -> None:
+        if self._task is not None:
+            task = self._progress.tasks[self._task]
+            self._progress.update(self._task, total=task.completed or 0)
+        self._task = None

@@ -1,0 +1,1 @@
+"""IMAP adapter: the only package that speaks IMAP."""

@@ -1,0 +1,360 @@
+"""The one place that speaks IMAP: connection, login, folders, fast index fetch, writes.
+
+imapclient handles the connection, TLS, login, capabilities and most commands. The
+bulk index fetch and UID searches go through the underlying ``imaplib`` connection
+(``IMAPClient._imap``) and a regex parser, because imapclient's pure-Python response
+lexer is 5–10× slower than the wire (IMAP-FACTS.md). Every failure is translated into
+our error tree with what to do about it; unknown errors propagate.
+
+Safety: this module never sends a bare ``EXPUNGE``. Deletion is ``UID STORE +FLAGS
+(\\Deleted)`` followed by ``UID EXPUNGE`` of exactly those UIDs (RFC 4315 §2.1), and is
+refused outright on a server without UIDPLUS.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient import exceptions as imap_exc
+
+from mailhygiene.config.settings import AccountSettings
+from mailhygiene.errors import (
+    AuthError,
+    ConnectError,
+    FolderError,
+    ImapError,
+    SafetyRefusal,
+    TlsError,
+)
+from mailhygiene.imap.headers import INDEX_HEADER_FIELDS, build_indexed_message, parse_internaldate
+from mailhygiene.imap.wire import chunked_uid_sets, keyword_atom, parse_uid_set, quote_mailbox
+from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage
+
+_UID = re.compile(rb"\bUID (\d+)")
+_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
+_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_MODSEQ = re.compile(rb"\bMODSEQ \((\d+)\)")
+_HEADER_ITEM = re.compile(rb"\bBODY\[HEADER\.FIELDS")
+_ESEARCH_ALL = re.compile(rb"\bALL ([\d:,]+)")
+_COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
+_FETCH_HEADERS = "BODY.PEEK[HEADER.FIELDS (" + " ".join(INDEX_HEADER_FIELDS) + ")]"
+
+FETCH_BATCH = 2000
+
+
+@contextmanager
+def _translated(account: AccountSettings, action: str, folder: str | None = None) -> Iterator[None]:
+    """Translate socket, TLS and IMAP errors raised during ``action`` into ours."""
+    where = f"{account.host}:{account.port}"
+    try:
+        yield
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsError(
+            f"TLS certificate of {where} was refused ({exc.verify_message}); fix the server's "
+            f"certificate or set ca_file in [accounts.{account.name}]"
+        ) from None
+    except ssl.SSLError as exc:
+        raise TlsError(
+            f"TLS handshake with {where} failed ({exc.reason}); check security "
+            f"and port in [accounts.{account.name}]"
+        ) from None
+    except imap_exc.LoginError as exc:
+        raise AuthError(
+            f"login as {account.username} on {where} was refused ({_server_text(exc)}); "
+            f"check the password in {account.password.describe()}"
+        ) from None
+    except (socket.gaierror, ConnectionRefusedError) as exc:
+        raise ConnectError(
+            f"cannot reach {where} ({exc.strerror or exc}); check host and port in "
+            f"[accounts.{account.name}]"
+        ) from None
+    except TimeoutError:
+        raise ConnectError(
+            f"{where} did not answer within {account.timeout:g} s while trying to {action}; "
+            "the server may be down or slow — run the command again later"
+        ) from None
+    except (imaplib.IMAP4.abort, ConnectionError, EOFError, OSError) as exc:
+        raise ConnectError(
+            f"connection to {where} was lost while trying to {action} ({exc}); "
+            "run the command again: it resumes where it stopped"
+        ) from None
+    except imaplib.IMAP4.error as exc:
+        text = _server_text(exc)
+        if folder is not None and re.search(
+            r"doesn't exist|does not exist|nonexistent|not found", text, re.IGNORECASE
+        ):
+            raise FolderError(
+                f"folder {folder!r} does not exist on {where}; check the folder name "
+                "('mailhygiene status' lists folders)"
+            ) from None
+        raise ImapError(f"{where} refused to {action}: {text}") from None
+
+
+def _server_text(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text.strip() or type(exc).__name__
+
+
+class ImapMailServer:
+    """A logged-in connection to one account; use as a context manager."""
+
+    def __init__(self, account: AccountSettings, password: str) -> None:
+        self.account = account
+        self._password = password
+        self._client: IMAPClient | None = None
+        self.capabilities: frozenset[str] = frozenset()
+        self.condstore = False
+        self._selected: str | None = None
+
+    # -- connection --------------------------------------------------------------------
+    def __enter__(self) -> ImapMailServer:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        account = self.account
+        context = self._ssl_context()
+        with _translated(account, "connect"):
+            client = IMAPClient(
+                account.host,
+                port=account.port,
+                ssl=account.security == "tls",
+                ssl_context=context,
+                timeout=account.timeout,
+            )
+            if account.security == "starttls":
+                client.starttls(context)
+            client.login(account.username, self._password)
+            self._client = client
+            self.capabilities = frozenset(
+                cap.decode("ascii", "replace").upper() for cap in client.capabilities()
+            )
+            if "CONDSTORE" in self.capabilities:
+                client.enable("CONDSTORE")
+                self.condstore = True
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.account.security == "none":
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.account.ca_file) if self.account.ca_file else None
+        )
+        if not self.account.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (imaplib.IMAP4.error, OSError, EOFError):
+            with suppress(OSError):
+                client.shutdown()
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise ImapError("not connected")
+        return self._client
+
+    @property
+    def _raw(self) -> imaplib.IMAP4:
+        raw: imaplib.IMAP4 = self.client._imap
+        return raw
+
+    def require_capability(self, capability: str, *, action: str) -> None:
+        """Refuse ``action`` on a server that lacks ``capability`` (never fall back unsafely)."""
+        if capability not in self.capabilities:
+            raise SafetyRefusal(
+                f"{self.account.host} does not support {capability}, which is required to "
+                f"{action} safely; mailhygiene will not fall back to a riskier command"
+            )
+
+    # -- folders -------------------------------------------------------------------------
+    def list_folders(self) -> list[str]:
+        with _translated(self.account, "list folders"):
+            entries = self.client.list_folders()
+        names: list[str] = []
+        for flags, _delimiter, name in entries:
+            if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+                continue
+            names.append(name if isinstance(name, str) else name.decode("utf-8", "replace"))
+        return names
+
+    def create_folder(self, folder: str) -> None:
+        quote_mailbox(folder)
+        with _translated(self.account, f"create folder {folder!r}"):
+            if not self.client.folder_exists(folder):
+                self.client.create_folder(folder)
+
+    def select(self, folder: str, *, readonly: bool = True) -> FolderStatus:
+        """SELECT (or EXAMINE) a folder and report UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ."""
+        quote_mailbox(folder)
+        with _translated(self.account, f"open folder {folder!r}", folder=folder):
+            info = self.client.select_folder(folder, readonly=readonly)
+        self._selected = folder
+        modseq = info.get(b"HIGHESTMODSEQ")
+        uidnext = info.get(b"UIDNEXT")
+        exists = int(info.get(b"EXISTS", 0))
+        if uidnext is None:
+            # RFC 3501 requires UIDNEXT, but a few servers omit it; derive it from the last UID.
+            uids = self.search_uids(1)
+            uidnext = (max(uids) + 1) if uids else 1
+        return FolderStatus(
+            name=folder,
+            uidvalidity=int(info[b"UIDVALIDITY"]),
+            uidnext=int(uidnext),
+            exists=exists,
+            highestmodseq=int(modseq) if modseq is not None and self.condstore else None,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def _uid_command(self, action: str, *args: str | bytes) -> list[Any]:
+        raw = self._raw
+        with _translated(self.account, action, folder=self._selected):
+            typ, data = raw.uid(*args)  # type: ignore[arg-type]
+        if typ != "OK":
+            text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+            raise ImapError(f"{self.account.host} refused to {action}: {text}")
+        return list(data)
+
+    def search_uids(self, start: int = 1) -> list[int]:
+        """All UIDs ≥ ``start`` in the selected folder (ESEARCH when available)."""
+        action = "search the folder"
+        if "ESEARCH" in self.capabilities:
+            self._uid_command(action, "SEARCH", "RETURN", "(ALL)", "UID", f"{start}:*")
+            with _translated(self.account, action):
+                _typ, data = self._raw._untagged_response("OK", [None], "ESEARCH")
+            uids: list[int] = []
+            for line in data:
+                if isinstance(line, bytes):
+                    match = _ESEARCH_ALL.search(line)
+                    if match:
+                        uids.extend(parse_uid_set(match.group(1).decode("ascii")))
+        else:
+            data = self._uid_command(action, "SEARCH", "UID", f"{start}:*")
+            uids = [int(tok) for line in data if line for tok in line.split()]
+        # "n:*" always includes the highest UID, even below n (RFC 3501 §6.4.8).
+        return sorted(uid for uid in uids if uid >= start)
+
+    def fetch_index(self, uids: Sequence[int]) -> Iterator[list[IndexedMessage]]:
+        """Yield parsed index rows for ``uids`` in batches (memory stays flat)."""
+        items = "(UID FLAGS INTERNALDATE RFC822.SIZE " + ("MODSEQ " if self.condstore else "")
+        items += _FETCH_HEADERS + ")"
+        for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
+            data = self._uid_command("fetch message headers", "FETCH", text, items)
+            yield list(_parse_index_fetch(data))
+
+    def fetch_flags(
+        self,
+        uids: Sequence[int] | None = None,
+        *,
+        changed_since: int | None = None,
+        below_uid: int | None = None,
+    ) -> list[FlagUpdate]:
+        """Flags of ``uids`` (or of every message below ``below_uid``), optionally CHANGEDSINCE."""
+        if uids is not None:
+            if not uids:
+                return []
+            sets = [text for _b, text in chunked_uid_sets(uids, max_uids=50_000)]
+        else:
+            if below_uid is None or below_uid <= 1:
+                return []
+            sets = [f"1:{below_uid - 1}"]
+        items = "(UID FLAGS MODSEQ)" if self.condstore else "(UID FLAGS)"
+        updates: list[FlagUpdate] = []
+        for text in sets:
+            args: list[str] = ["FETCH", text, items]
+            if changed_since is not None:
+                if not self.condstore:
+                    raise ImapError("CHANGEDSINCE needs CONDSTORE")
+                args.append(f"(CHANGEDSINCE {changed_since})")
+            for line in self._uid_command("fetch flags", *args):
+                meta = line[0] if isinstance(line, tuple) else line
+                if not isinstance(meta, bytes):
+                    continue
+                uid_match, flags_match = _UID.search(meta), _FLAGS.search(meta)
+                if uid_match is None or flags_match is None:
+                    continue
+                modseq_match = _MODSEQ.search(meta)
+                updates.append(
+                    FlagUpdate(
+                        uid=int(uid_match.group(1)),
+                        flags=_split_flags(flags_match.group(1)),
+                        modseq=int(modseq_match.group(1)) if modseq_match else None,
+                    )
+                )
+        if uids is not None:
+            wanted = set(uids)
+            updates = [u for u in updates if u.uid in wanted]
+        elif below_uid is not None:
+            updates = [u for u in updates if u.uid < below_uid]
+        return updates
+
+
+def _split_flags(raw: bytes) -> tuple[str, ...]:
+    # \Recent is per-session (RFC 3501 §2.3.2): storing it would look like a change every sync.
+    return tuple(f for f in raw.decode("utf-8", "replace").split() if f != "\\Recent")
+
+
+def _parse_index_fetch(data: list[Any]) -> Iterator[IndexedMessage]:
+    """Parse imaplib's FETCH data: ``(prefix, literal)`` tuples each followed by the line rest.
+
+    Untagged FETCH responses that carry no header item (unsolicited flag updates) are
+    skipped here; flag changes are picked up by the CONDSTORE or FLAGS pass.
+    """
+    index, count = 0, len(data)
+    while index < count:
+        item = data[index]
+        index += 1
+        if isinstance(item, tuple):
+            prefix, literal = item
+            meta = prefix
+            if index < count and isinstance(data[index], bytes):
+                meta = prefix + data[index]
+                index += 1
+            header_block = literal
+        elif isinstance(item, bytes) and _HEADER_ITEM.search(item):
+            meta, header_block = item, b""  # an empty header subset sent as ""
+        else:
+            continue
+        uid_match = _UID.search(meta)
+        if uid_match is None:
+            continue
+        flags_match = _FLAGS.search(meta)
+        date_match = _INTERNALDATE.search(meta)
+        size_match = _SIZE.search(meta)
+        modseq_match = _MODSEQ.search(meta)
+        yield build_indexed_message(
+            uid=int(uid_match.group(1)),
+            flags=_split_flags(flags_match.group(1)) if flags_match else (),
+            internal_date=parse_internaldate(date_match.group(1)) if date_match else None,
+            size=int(size_match.group(1)) if size_match else 0,
+            modseq=int(modseq_match.group(1)) if modseq_match else None,
+            header_block=header_block,
+        )
+
+
+__all__ = ["ImapMailServer", "keyword_atom", "quote_mailbox"]

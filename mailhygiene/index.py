@@ -1,0 +1,220 @@
+"""Sync a mailbox into the index: first run fetches everything, later runs only changes.
+
+Per folder (RFC 3501 §2.3.1.1, RFC 7162 §3.1):
+- UIDVALIDITY differs from what we stored → every stored UID is meaningless: drop the
+  folder's rows and index it again (case links live on threads, so they survive).
+- New mail: UIDs from our ``synced_uidnext`` on, fetched in batches; each batch commits
+  together with the new resume position, so an interrupted sync continues where it
+  stopped and never duplicates rows.
+- Flag and keyword changes: ``CHANGEDSINCE`` our HIGHESTMODSEQ with CONDSTORE; without
+  it, a FLAGS scan of every known UID.
+- Expunges: the server's EXISTS must equal what we know plus what is new; only when it
+  does not do we list the server's UIDs and forget the missing ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from mailhygiene.errors import FolderError
+from mailhygiene.imap.protocol import MailServer
+from mailhygiene.store import index_queries as q
+from mailhygiene.store.session import Store
+
+
+class SyncProgress(Protocol):
+    """Receives progress; the CLI draws a bar from it, ``--json`` passes a silent one."""
+
+    def folder_started(self, folder: str, to_fetch: int) -> None: ...
+
+    def fetched(self, count: int) -> None: ...
+
+    def folder_finished(self, result: FolderSyncResult) -> None: ...
+
+
+class SilentProgress:
+    def folder_started(self, folder: str, to_fetch: int) -> None:
+        return None
+
+    def fetched(self, count: int) -> None:
+        return None
+
+    def folder_finished(self, result: FolderSyncResult) -> None:
+        return None
+
+
+@dataclass
+class FolderSyncResult:
+    folder: str
+    new: int = 0
+    flags_changed: int = 0
+    expunged: int = 0
+    reindexed: bool = False
+    problems: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class SyncResult:
+    account: str
+    capabilities: tuple[str, ...]
+    folders: list[FolderSyncResult] = field(default_factory=list)
+    dropped_folders: list[str] = field(default_factory=list)
+
+    @property
+    def new(self) -> int:
+        return sum(f.new for f in self.folders)
+
+    @property
+    def problems(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for folder in self.folders:
+            for kind, count in folder.problems.items():
+                totals[kind] = totals.get(kind, 0) + count
+        return totals
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    account: str
+    host: str
+    username: str
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    only_folders: tuple[str, ...] = ()
+
+
+def choose_folders(server_folders: list[str], request: SyncRequest) -> list[str]:
+    """The folders to sync: ``--folder`` names (which must exist) or include/exclude globs."""
+    if request.only_folders:
+        known = set(server_folders)
+        for name in request.only_folders:
+            if name not in known:
+                raise FolderError(
+                    f"folder {name!r} does not exist in account {request.account!r}; "
+                    f"folders there: {', '.join(sorted(server_folders))}"
+                )
+        return list(request.only_folders)
+    chosen = []
+    for name in server_folders:
+        included = any(fnmatch.fnmatchcase(name, pattern) for pattern in request.include)
+        excluded = any(fnmatch.fnmatchcase(name, pattern) for pattern in request.exclude)
+        if included and not excluded:
+            chosen.append(name)
+    return chosen
+
+
+def sync_account(
+    store: Store,
+    server: MailServer,
+    request: SyncRequest,
+    *,
+    now: datetime,
+    progress: SyncProgress | None = None,
+    after_batch: Callable[[], None] | None = None,
+) -> SyncResult:
+    """Bring the index of one account up to date with the server."""
+    progress = progress or SilentProgress()
+    with store.transaction() as session:
+        account_id = q.ensure_account(session, request.account, request.host, request.username, now)
+    server_folders = server.list_folders()
+    folders = choose_folders(server_folders, request)
+    result = SyncResult(account=request.account, capabilities=tuple(sorted(server.capabilities)))
+    for folder in folders:
+        result.folders.append(
+            _sync_folder(store, server, account_id, folder, now, progress, after_batch)
+        )
+    if not request.only_folders:
+        with store.transaction() as session:
+            gone = set(q.folder_names(session, account_id)) - set(server_folders)
+            for name in sorted(gone):
+                q.drop_folder(session, account_id, name)
+                result.dropped_folders.append(name)
+    with store.transaction() as session:
+        q.record_account_sync(session, account_id, server.capabilities, now)
+    return result
+
+
+def _sync_folder(
+    store: Store,
+    server: MailServer,
+    account_id: int,
+    folder: str,
+    now: datetime,
+    progress: SyncProgress,
+    after_batch: Callable[[], None] | None,
+) -> FolderSyncResult:
+    started = time.monotonic()
+    result = FolderSyncResult(folder=folder)
+    status = server.select(folder, readonly=True)
+    with store.transaction() as session:
+        state = q.ensure_folder(session, account_id, folder)
+        if state.uidvalidity is not None and state.uidvalidity != status.uidvalidity:
+            q.reset_folder(session, state.id, status.uidvalidity)
+            result.reindexed = True
+        elif state.uidvalidity is None:
+            q.set_folder_position(session, state.id, uidvalidity=status.uidvalidity)
+    if result.reindexed:
+        with store.transaction() as session:
+            state = q.ensure_folder(session, account_id, folder)
+
+    known_below = state.synced_uidnext
+    known_count = state.message_count
+    flag_scan_uids: set[int] | None = None
+
+    # Flags first, over the UIDs we already know, so the new batch does not need a scan.
+    if known_count:
+        if server.condstore and state.highestmodseq is not None:
+            if status.highestmodseq != state.highestmodseq:
+                updates = server.fetch_flags(
+                    changed_since=state.highestmodseq, below_uid=known_below
+                )
+                with store.transaction() as session:
+                    result.flags_changed = q.apply_flag_updates(session, state.id, updates)
+        else:
+            updates = server.fetch_flags(below_uid=known_below)
+            flag_scan_uids = {u.uid for u in updates}
+            with store.transaction() as session:
+                result.flags_changed = q.apply_flag_updates(session, state.id, updates)
+
+    new_uids: list[int] = []
+    if status.uidnext > known_below and status.exists:
+        new_uids = server.search_uids(known_below)
+    progress.folder_started(folder, len(new_uids))
+    for batch in server.fetch_index(new_uids) if new_uids else ():
+        with store.transaction() as session:
+            q.insert_messages(session, state.id, batch, now)
+            q.set_folder_position(session, state.id, synced_uidnext=max(m.uid for m in batch) + 1)
+        result.new += len(batch)
+        for message in batch:
+            for kind in message.problems:
+                result.problems[kind] = result.problems.get(kind, 0) + 1
+        progress.fetched(len(batch))
+        if after_batch is not None:
+            after_batch()
+
+    # Expunge detection: old UIDs can only disappear, so equal counts mean nothing vanished.
+    new_below_uidnext = sum(1 for uid in new_uids if uid < status.uidnext)
+    if known_count and status.exists != known_count + new_below_uidnext:
+        on_server = flag_scan_uids if flag_scan_uids is not None else set(server.search_uids(1))
+        with store.transaction() as session:
+            gone = q.stored_uids(session, state.id, below=known_below) - on_server
+            result.expunged = q.delete_uids(session, state.id, gone)
+
+    with store.transaction() as session:
+        q.set_folder_position(
+            session,
+            state.id,
+            synced_uidnext=max(status.uidnext, known_below, max(new_uids, default=0) + 1),
+            highestmodseq=status.highestmodseq,
+            server_exists=status.exists,
+            synced_at=now,
+        )
+    result.seconds = time.monotonic() - started
+    progress.folder_finished(result)
+    return result

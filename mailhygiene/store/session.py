@@ -1,0 +1,106 @@
+"""Open the index database: SQLite (WAL) by default, PostgreSQL by URL; migrate on open.
+
+Opening a store always brings its schema to the newest migration, so an upgrade of
+mailhygiene never needs a manual step. ``schema`` (PostgreSQL only) puts every table
+in a named schema, which the test-suite uses to isolate runs on a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailhygiene.errors import StoreError
+
+_POSTGRES_DRIVER = "postgresql+psycopg"
+
+
+@dataclass(frozen=True)
+class Store:
+    """An open database: the engine and a session factory bound to it."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    url_for_display: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits at the end of the block or rolls back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs; leave everything else alone."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return _POSTGRES_DRIVER + "://" + url.split("://", 1)[1]
+    return url
+
+
+def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
+    """Connect to ``url``, create the SQLite file owner-only, and migrate to the newest schema."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except ArgumentError as exc:
+        raise StoreError(f"database URL {url!r} is not valid: {exc}") from None
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            _create_private_file(Path(parsed.database))
+        connect_args["timeout"] = 30
+    elif schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    engine = create_engine(parsed, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    display = parsed.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            if schema and engine.dialect.name == "postgresql":
+                connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                connection.commit()
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(
+            f"cannot open the database {display}: {reason} — check [database] url in the settings"
+        ) from None
+    store = Store(engine, sessionmaker(engine, expire_on_commit=False), display)
+    if migrate:
+        from mailhygiene.store.migrate import upgrade_to_head
+
+        upgrade_to_head(store)
+    return store
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file with mode 0600: the index holds personal data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
+        os.close(fd)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
