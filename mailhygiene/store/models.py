@@ -131,4 +131,201 @@ class Message(Base):
     indexed_at: Mapped[datetime]
 
 
-__all__ = ["Account", "Base", "Folder", "Message", "UTCDateTime"]
+class Case(Base):
+    """A complaint case (reklamationsärende); its threads are kept while it is handled."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))  # open | closed
+    created_how: Mapped[str] = mapped_column(String(20))  # manual | pattern | keyword | untriaged
+    opened_at: Mapped[datetime]
+    opened_by: Mapped[str] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class CaseThread(Base):
+    """A thread linked to a case: who linked it, when and how. Unlinking keeps the row."""
+
+    __tablename__ = "case_threads"
+    __table_args__ = (Index("ix_case_threads_thread_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    thread_id: Mapped[str] = mapped_column(String(100))
+    how: Mapped[str] = mapped_column(String(20))  # manual | pattern | keyword | thread | merge
+    linked_at: Mapped[datetime]
+    linked_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text, default="")
+    unlinked_at: Mapped[datetime | None]
+    unlinked_by: Mapped[str | None] = mapped_column(String(200))
+    unlink_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Hold(Base):
+    """A legal hold: every message matching ``query`` is kept, present and future."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    query: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_at: Mapped[datetime]
+    placed_by: Mapped[str] = mapped_column(String(200))
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Plan(Base):
+    """An immutable purge plan; approvals bind to ``content_hash``."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # purge | erasure | quarantine-expunge
+    account: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # pending|approved|executing|done|rejected
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    planned_for: Mapped[datetime]  # the ``now`` the verdicts were computed at
+    expires_at: Mapped[datetime]
+    policy_hash: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    item_count: Mapped[int] = mapped_column(Integer)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    summary: Mapped[str] = mapped_column(Text)  # JSON: totals by folder and rule, exclusions
+    note: Mapped[str] = mapped_column(Text, default="")
+    finished_at: Mapped[datetime | None]
+
+
+class PlanItem(Base):
+    """One message of a plan; ``state`` is the execution journal for it.
+
+    planned → in_flight (written *before* the server command) → done | skipped | failed.
+    A resumed execution finds ``in_flight`` items and checks the server for where they are.
+    """
+
+    __tablename__ = "plan_items"
+    __table_args__ = (Index("ix_plan_items_plan_state", "plan_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    message_row: Mapped[int | None] = mapped_column(Integer)
+    folder: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(998))
+    size: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[datetime | None]
+    action: Mapped[str] = mapped_column(String(20))  # move | delete
+    reason_kind: Mapped[str] = mapped_column(String(30))
+    reason_name: Mapped[str] = mapped_column(String(200))
+    reason_detail: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="planned")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    batch: Mapped[int | None] = mapped_column(Integer)
+    target_uid: Mapped[int | None] = mapped_column(BigInteger)
+    done_at: Mapped[datetime | None]
+
+
+class Approval(Base):
+    """A person's approval of one plan, bound to the plan's content hash at that moment."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    approved_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decision: Mapped[str] = mapped_column(String(20))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class QuarantineEntry(Base):
+    """A message moved to quarantine: where it came from and when it may be deleted."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    plan_item_id: Mapped[int | None] = mapped_column(Integer)
+    plan_ref: Mapped[str] = mapped_column(String(40))
+    original_folder: Mapped[str] = mapped_column(String(1000))
+    quarantine_folder: Mapped[str] = mapped_column(String(1000))
+    quarantine_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    quarantine_uid: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(998))
+    size: Mapped[int] = mapped_column(BigInteger)
+    moved_at: Mapped[datetime]
+    purge_after: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(20))  # held | restored | expunged
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained record of every change (``audit/log.py`` writes it)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    tag: Mapped[str] = mapped_column(String(100), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class User(Base):
+    """A person or service account allowed to use mailhygiene, with one role."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # support | manager | admin | scheduler
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+
+
+class RunLock(Base):
+    """One scheduled run per account; a lock older than its lease is taken over."""
+
+    __tablename__ = "run_locks"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    lease_until: Mapped[datetime]
+
+
+__all__ = [
+    "Account",
+    "Approval",
+    "AuditEvent",
+    "Base",
+    "Case",
+    "CaseThread",
+    "Folder",
+    "Hold",
+    "Message",
+    "Plan",
+    "PlanItem",
+    "QuarantineEntry",
+    "RunLock",
+    "UTCDateTime",
+    "User",
+]
