@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import Queue
+from threading import Thread
 from typing import Protocol
 
 from mailhygiene.errors import FolderError
 from mailhygiene.imap.protocol import MailServer
+from mailhygiene.mailbox import IndexedMessage
 from mailhygiene.store import index_queries as q
 from mailhygiene.store.session import Store
 
@@ -186,17 +189,8 @@ def _sync_folder(
     if status.uidnext > known_below and status.exists:
         new_uids = server.search_uids(known_below)
     progress.folder_started(folder, len(new_uids))
-    for batch in server.fetch_index(new_uids) if new_uids else ():
-        with store.transaction() as session:
-            q.insert_messages(session, state.id, batch, now)
-            q.set_folder_position(session, state.id, synced_uidnext=max(m.uid for m in batch) + 1)
-        result.new += len(batch)
-        for message in batch:
-            for kind in message.problems:
-                result.problems[kind] = result.problems.get(kind, 0) + 1
-        progress.fetched(len(batch))
-        if after_batch is not None:
-            after_batch()
+    if new_uids:
+        _fetch_new(store, server, state.id, new_uids, now, result, progress, after_batch)
 
     # Expunge detection: old UIDs can only disappear, so equal counts mean nothing vanished.
     new_below_uidnext = sum(1 for uid in new_uids if uid < status.uidnext)
@@ -218,3 +212,71 @@ def _sync_folder(
     result.seconds = time.monotonic() - started
     progress.folder_finished(result)
     return result
+
+
+class _BatchWriter:
+    """Writes fetched batches on a second thread so the DB work overlaps the fetching.
+
+    sqlite3 and psycopg release the GIL while the database works, so this recovers most
+    of the insert time. Each batch commits with its resume position; a failure stops
+    writing (later batches are drained, not written) and is re-raised in the caller.
+    """
+
+    def __init__(self, store: Store, folder_id: int, now: datetime) -> None:
+        self._store, self._folder_id, self._now = store, folder_id, now
+        self._queue: Queue[list[IndexedMessage] | None] = Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = Thread(target=self._run, name="mailhygiene-index-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                with self._store.transaction() as session:
+                    q.insert_messages(session, self._folder_id, batch, self._now)
+                    q.set_folder_position(
+                        session, self._folder_id, synced_uidnext=max(m.uid for m in batch) + 1
+                    )
+            except BaseException as error:
+                self._error = error
+
+    def put(self, batch: list[IndexedMessage]) -> None:
+        self.raise_if_failed()
+        self._queue.put(batch)
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Wait until every queued batch is written (also on Ctrl-C: they are complete)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _fetch_new(
+    store: Store,
+    server: MailServer,
+    folder_id: int,
+    new_uids: list[int],
+    now: datetime,
+    result: FolderSyncResult,
+    progress: SyncProgress,
+    after_batch: Callable[[], None] | None,
+) -> None:
+    writer = _BatchWriter(store, folder_id, now)
+    try:
+        for batch in server.fetch_index(new_uids):
+            writer.put(batch)
+            result.new += len(batch)
+            for message in batch:
+                for kind in message.problems:
+                    result.problems[kind] = result.problems.get(kind, 0) + 1
+            progress.fetched(len(batch))
+            if after_batch is not None:
+                after_batch()
+    finally:
+        writer.close()
+    writer.raise_if_failed()

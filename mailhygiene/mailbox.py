@@ -58,3 +58,14 @@ class FlagUpdate:
     uid: int
     flags: tuple[str, ...]
     modseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIdentity:
+    """Who a UID is right now on the server: checked before anything is moved or deleted."""
+
+    uid: int
+    message_id: str
+    size: int
+    flags: tuple[str, ...]
+    modseq: int | None

@@ -19,6 +19,7 @@ import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -36,19 +37,32 @@ from mailhygiene.errors import (
 )
 from mailhygiene.imap.headers import INDEX_HEADER_FIELDS, build_indexed_message, parse_internaldate
 from mailhygiene.imap.wire import chunked_uid_sets, keyword_atom, parse_uid_set, quote_mailbox
-from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage
+from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage, MessageIdentity
 
 _UID = re.compile(rb"\bUID (\d+)")
 _FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _MODSEQ = re.compile(rb"\bMODSEQ \((\d+)\)")
+# Dovecot's (and most servers') order for the items we ask for, matched in one pass.
+_USUAL_ORDER = re.compile(
+    rb'\(UID (\d+) FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" '
+    rb"RFC822\.SIZE (\d+)(?: MODSEQ \((\d+)\))? "
+)
 _HEADER_ITEM = re.compile(rb"\bBODY\[HEADER\.FIELDS")
 _ESEARCH_ALL = re.compile(rb"\bALL ([\d:,]+)")
-_COPYUID = re.compile(rb"COPYUID (\d+) ([\d:,]+) ([\d:,]+)")
 _FETCH_HEADERS = "BODY.PEEK[HEADER.FIELDS (" + " ".join(INDEX_HEADER_FIELDS) + ")]"
 
 FETCH_BATCH = 2000
+_PER_COMMAND_RESPONSES = (
+    "FETCH",
+    "EXPUNGE",
+    "VANISHED",
+    "COPYUID",
+    "MODIFIED",
+    "ESEARCH",
+    "SEARCH",
+)
 
 
 @contextmanager
@@ -144,6 +158,10 @@ class ImapMailServer:
             if account.security == "starttls":
                 client.starttls(context)
             client.login(account.username, self._password)
+            # imapclient sets imaplib's debug level to 5 and logs every protocol line; on a
+            # 100k-message fetch that logging costs more than parsing. Our own errors carry
+            # the context that matters.
+            client._imap.debug = 0
             self._client = client
             self.capabilities = frozenset(
                 cap.decode("ascii", "replace").upper() for cap in client.capabilities()
@@ -233,6 +251,10 @@ class ImapMailServer:
     # -- reading ---------------------------------------------------------------------------
     def _uid_command(self, action: str, *args: str | bytes) -> list[Any]:
         raw = self._raw
+        # imaplib keeps unsolicited responses until someone reads them; drop stale ones so
+        # what we read after this command (COPYUID, MODIFIED, ESEARCH) belongs to it.
+        for key in _PER_COMMAND_RESPONSES:
+            raw.untagged_responses.pop(key, None)
         with _translated(self.account, action, folder=self._selected):
             typ, data = raw.uid(*args)  # type: ignore[arg-type]
         if typ != "OK":
@@ -313,6 +335,130 @@ class ImapMailServer:
             updates = [u for u in updates if u.uid < below_uid]
         return updates
 
+    # -- identity checks and writes ------------------------------------------------------
+    def fetch_identity(self, uids: Sequence[int]) -> dict[int, MessageIdentity]:
+        """Message-ID, size, flags and MODSEQ of ``uids`` as the server has them *now*."""
+        items = "(UID FLAGS RFC822.SIZE " + ("MODSEQ " if self.condstore else "")
+        items += "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        found: dict[int, MessageIdentity] = {}
+        for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
+            data = self._uid_command("check message identity", "FETCH", text, items)
+            for message in _parse_index_fetch(data):
+                found[message.uid] = MessageIdentity(
+                    uid=message.uid,
+                    message_id=message.message_id,
+                    size=message.size,
+                    flags=message.flags,
+                    modseq=message.modseq,
+                )
+        return found
+
+    def search_message_id(self, message_id: str) -> list[int]:
+        """UIDs in the selected folder whose Message-ID header contains ``message_id``."""
+        if not message_id or any(ch in message_id for ch in '\r\n\x00"\\'):
+            return []
+        data = self._uid_command(
+            "search by Message-ID", "SEARCH", "HEADER", "Message-ID", f'"<{message_id}>"'
+        )
+        return sorted(int(tok) for line in data if line for tok in line.split())
+
+    def add_flags(
+        self, uids: Sequence[int], flags: Sequence[str], *, unchanged_since: int | None = None
+    ) -> set[int]:
+        """``UID STORE +FLAGS.SILENT``; with ``unchanged_since`` (CONDSTORE) returns the UIDs
+        the server refused because they changed since that MODSEQ (RFC 7162 §3.1.3)."""
+        return self._store_flags("+FLAGS.SILENT", uids, flags, unchanged_since)
+
+    def remove_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None:
+        self._store_flags("-FLAGS.SILENT", uids, flags, None)
+
+    def _store_flags(
+        self, mode: str, uids: Sequence[int], flags: Sequence[str], unchanged_since: int | None
+    ) -> set[int]:
+        atoms = " ".join(
+            flag if flag.startswith("\\") and flag[1:].isalpha() else keyword_atom(flag).decode()
+            for flag in flags
+        )
+        modified: set[int] = set()
+        for _batch, text in chunked_uid_sets(uids, max_uids=5000):
+            args = ["STORE", text]
+            if unchanged_since is not None:
+                args.append(f"(UNCHANGEDSINCE {unchanged_since})")
+            args += [mode, f"({atoms})"]
+            self._uid_command("change flags", *args)
+            with _translated(self.account, "change flags"):
+                for code in self._raw.untagged_responses.pop("MODIFIED", []):
+                    if isinstance(code, bytes):
+                        modified.update(parse_uid_set(code.decode("ascii").strip("[] ")))
+        return modified
+
+    def move(self, uids: Sequence[int], destination: str) -> dict[int, int]:
+        """Move with ``UID MOVE`` (RFC 6851); falls back to COPY + ``\\Deleted`` + ``UID EXPUNGE``
+        of exactly those UIDs, which needs UIDPLUS. Returns source → destination UIDs when
+        the server reports COPYUID (RFC 4315 §3)."""
+        target = quote_mailbox(destination)
+        mapping: dict[int, int] = {}
+        if "MOVE" not in self.capabilities:
+            self.require_capability("UIDPLUS", action="move messages without the MOVE extension")
+        for batch, text in chunked_uid_sets(uids, max_uids=5000):
+            if "MOVE" in self.capabilities:
+                self._uid_command(f"move messages to {destination!r}", "MOVE", text, target)
+            else:
+                self._uid_command(f"copy messages to {destination!r}", "COPY", text, target)
+                self._store_flags("+FLAGS.SILENT", batch, ["\\Deleted"], None)
+                self._uid_command("expunge the copied messages", "EXPUNGE", text)
+            mapping.update(self._copyuid_mapping())
+        return mapping
+
+    def delete(self, uids: Sequence[int], *, unchanged_since: int | None = None) -> set[int]:
+        """Flag ``\\Deleted`` and ``UID EXPUNGE`` exactly ``uids`` (never a bare EXPUNGE).
+
+        Returns the UIDs the server refused to flag because they changed since
+        ``unchanged_since``; those are not expunged."""
+        self.require_capability("UIDPLUS", action="delete messages")
+        refused: set[int] = set()
+        for batch, _text in chunked_uid_sets(uids, max_uids=5000):
+            refused |= self._store_flags("+FLAGS.SILENT", batch, ["\\Deleted"], unchanged_since)
+            remaining = [uid for uid in batch if uid not in refused]
+            if remaining:
+                for _b, text in chunked_uid_sets(remaining, max_uids=5000):
+                    self._uid_command("expunge exactly the planned messages", "EXPUNGE", text)
+        return refused
+
+    def _copyuid_mapping(self) -> dict[int, int]:
+        """Source → destination UIDs from the last command's ``[COPYUID v src dst]`` codes."""
+        mapping: dict[int, int] = {}
+        with _translated(self.account, "read COPYUID"):
+            codes = self._raw.untagged_responses.pop("COPYUID", [])
+        for code in codes:
+            if not isinstance(code, bytes):
+                continue
+            parts = code.decode("ascii", "replace").split()
+            if len(parts) == 3:
+                sources, targets = parse_uid_set(parts[1]), parse_uid_set(parts[2])
+                mapping.update(zip(sources, targets, strict=False))
+        return mapping
+
+    def append(
+        self,
+        folder: str,
+        message: bytes,
+        flags: Sequence[str] = (),
+        internal_date: datetime | None = None,
+    ) -> None:
+        quote_mailbox(folder)
+        with _translated(self.account, f"append to {folder!r}", folder=folder):
+            self.client.append(folder, message, flags=tuple(flags), msg_time=internal_date)
+
+    def fetch_message(self, uid: int) -> bytes | None:
+        """The whole message (``BODY.PEEK[]``: does not mark it read); None when gone."""
+        data = self._uid_command("fetch a message", "FETCH", str(uid), "(UID BODY.PEEK[])")
+        for item in data:
+            if isinstance(item, tuple) and _UID.search(item[0]):
+                literal: bytes = item[1]
+                return literal
+        return None
+
 
 def _split_flags(raw: bytes) -> tuple[str, ...]:
     # \Recent is per-session (RFC 3501 §2.3.2): storing it would look like a change every sync.
@@ -340,19 +486,29 @@ def _parse_index_fetch(data: list[Any]) -> Iterator[IndexedMessage]:
             meta, header_block = item, b""  # an empty header subset sent as ""
         else:
             continue
-        uid_match = _UID.search(meta)
-        if uid_match is None:
-            continue
-        flags_match = _FLAGS.search(meta)
-        date_match = _INTERNALDATE.search(meta)
-        size_match = _SIZE.search(meta)
-        modseq_match = _MODSEQ.search(meta)
+        usual = _USUAL_ORDER.search(meta)
+        if usual is not None:
+            uid_text, flags_raw, date_raw, size_text, modseq_text = usual.groups()
+        else:
+            # Any other attribute order (RFC 3501 allows it): one search per attribute.
+            uid_match = _UID.search(meta)
+            if uid_match is None:
+                continue
+            flags_match = _FLAGS.search(meta)
+            date_match = _INTERNALDATE.search(meta)
+            size_match = _SIZE.search(meta)
+            modseq_match = _MODSEQ.search(meta)
+            uid_text = uid_match.group(1)
+            flags_raw = flags_match.group(1) if flags_match else b""
+            date_raw = date_match.group(1) if date_match else None
+            size_text = size_match.group(1) if size_match else b"0"
+            modseq_text = modseq_match.group(1) if modseq_match else None
         yield build_indexed_message(
-            uid=int(uid_match.group(1)),
-            flags=_split_flags(flags_match.group(1)) if flags_match else (),
-            internal_date=parse_internaldate(date_match.group(1)) if date_match else None,
-            size=int(size_match.group(1)) if size_match else 0,
-            modseq=int(modseq_match.group(1)) if modseq_match else None,
+            uid=int(uid_text),
+            flags=_split_flags(flags_raw),
+            internal_date=parse_internaldate(date_raw) if date_raw else None,
+            size=int(size_text),
+            modseq=int(modseq_text) if modseq_text else None,
             header_block=header_block,
         )
 

@@ -9,9 +9,10 @@ be parsed is recorded in ``problems`` and the message is still indexed.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 from mailhygiene.mailbox import IndexedMessage
@@ -49,6 +50,9 @@ _RFC5322_DATE = re.compile(
 )
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
 _MSG_ID = re.compile(r"<([^<>]*)>")
+_FIELD = re.compile(r"^([^\s:]+)[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.MULTILINE)
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _TZ_CACHE: dict[tuple[str, str, str], timezone] = {}
 
 
@@ -64,6 +68,23 @@ def _tz(sign: str, hours: str, minutes: str) -> timezone:
 
 def parse_internaldate(raw: bytes) -> datetime | None:
     """Parse an IMAP INTERNALDATE (RFC 3501 §9 ``date-time``) into UTC."""
+    # Fast path for the fixed layout "dd-Mon-yyyy hh:mm:ss +zzzz" (day may be space-padded).
+    if len(raw) == 26 and raw[2:3] == b"-" and raw[6:7] == b"-":
+        month = _MONTHS.get(raw[3:6].decode("ascii", "replace").lower())
+        if month is not None:
+            try:
+                local = datetime(
+                    int(raw[7:11]),
+                    month,
+                    int(raw[0:2]),
+                    int(raw[12:14]),
+                    int(raw[15:17]),
+                    int(raw[18:20]),
+                    tzinfo=_tz(chr(raw[21]), raw[22:24].decode(), raw[24:26].decode()),
+                )
+                return local.astimezone(UTC)
+            except ValueError:
+                pass
     match = _INTERNALDATE.search(raw)
     if match is None:
         return None
@@ -114,60 +135,90 @@ def parse_date_header(value: str) -> datetime | None:
         return None
 
 
-def split_header_block(block: bytes) -> tuple[dict[str, bytes], list[str]]:
-    """Unfold a header block into ``{lower-case name: raw value}``; first occurrence wins.
+def split_header_block(block: bytes) -> tuple[dict[str, str], list[str]]:
+    """Decode and unfold a header block into ``{lower-case name: value}``; first one wins.
 
-    Lines without a colon are reported, not fatal. Bare CR and bare LF are both
-    accepted as line ends because real mail has both.
+    The block is decoded once (ASCII, else UTF-8, else Latin-1 — reported as
+    ``8bit-header``) and scanned by one regex, because this runs for every message
+    indexed. Lines without a colon are skipped (a ``HEADER.FIELDS`` response holds only
+    the named fields, so they cannot occur there); bare CR or LF line ends are accepted
+    because real mail has both.
     """
     problems: list[str] = []
-    fields: dict[str, bytes] = {}
-    name: str | None = None
-    value_parts: list[bytes] = []
-    for line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
-        if not line:
-            continue
-        if line[0] in (0x20, 0x09):
-            if name is not None:
-                value_parts.append(line)
-            continue
-        if name is not None and name not in fields:
-            fields[name] = b" ".join(part.strip() for part in value_parts)
-        colon = line.find(b":")
-        if colon <= 0:
-            name = None
-            if "header-without-colon" not in problems:
-                problems.append("header-without-colon")
-            continue
-        name = line[:colon].strip().decode("ascii", "replace").lower()
-        value_parts = [line[colon + 1 :]]
-    if name is not None and name not in fields:
-        fields[name] = b" ".join(part.strip() for part in value_parts)
+    try:
+        text = block.decode("ascii")
+    except UnicodeDecodeError:
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            text = block.decode("latin-1")
+            problems.append("8bit-header")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        problems.append("nul-in-header")
+    if "\r" in text and "\r\n" not in text:
+        text = text.replace("\r", "\n")
+    fields: dict[str, str] = {}
+    for raw_name, value in _FIELD.findall(text):
+        name = raw_name.lower()
+        if name not in fields:
+            if "\n" in value:
+                value = _FOLDING.sub(" ", value)
+            fields[name] = value.strip()
     return fields, problems
 
 
-def decode_text(raw: bytes, problems: list[str]) -> str:
-    """Bytes of a header value → text: UTF-8, else Latin-1; RFC 2047 words decoded."""
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
+def decode_encoded_words(text: str, problems: list[str]) -> str:
+    """Decode RFC 2047 encoded words; what cannot be decoded stays as it was, reported.
+
+    Adjacent words in the same charset are joined before decoding (§6.2 allows a
+    multi-byte character to be split across words), and the white space between
+    adjacent encoded words is dropped (§6.2).
+    """
+    out: list[str] = []
+    pending = bytearray()
+    pending_charset = ""
+    position = 0
+
+    def flush() -> None:
+        nonlocal pending_charset
+        if pending:
+            try:
+                out.append(pending.decode(pending_charset, "replace"))
+            except LookupError:
+                out.append(pending.decode("latin-1"))
+                if "unknown-charset" not in problems:
+                    problems.append("unknown-charset")
+            pending.clear()
+        pending_charset = ""
+
+    for match in _ENCODED_WORD.finditer(text):
+        between = text[position : match.start()]
+        if between and not (pending and between.isspace()):
+            flush()
+            out.append(between)
+        charset = match.group(1).split("*", 1)[0].lower()
+        payload = match.group(3)
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-            if "8bit-header" not in problems:
-                problems.append("8bit-header")
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-        if "nul-in-header" not in problems:
-            problems.append("nul-in-header")
-    if "=?" in text:
-        try:
-            return str(make_header(decode_header(text)))
-        except (LookupError, UnicodeDecodeError, ValueError, AssertionError):
+            if match.group(2) in "Qq":
+                raw = binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
+            else:
+                raw = base64.b64decode(payload + "=" * (-len(payload) % 4))
+        except (binascii.Error, ValueError):
+            flush()
+            out.append(match.group(0))
             if "bad-encoded-word" not in problems:
                 problems.append("bad-encoded-word")
-    return text
+            position = match.end()
+            continue
+        if pending and charset != pending_charset:
+            flush()
+        pending_charset = charset
+        pending.extend(raw)
+        position = match.end()
+    flush()
+    out.append(text[position:])
+    return "".join(out)
 
 
 def parse_addresses(value: str) -> tuple[tuple[str, str], ...]:
@@ -220,19 +271,19 @@ def build_indexed_message(
 ) -> IndexedMessage:
     """Parse the header subset of one message into what the index keeps."""
     fields, problems = split_header_block(header_block)
+    for name, value in fields.items():
+        if "=?" in value:
+            fields[name] = decode_encoded_words(value, problems)
+    get = fields.get
 
-    def text(name: str) -> str:
-        raw = fields.get(name)
-        return decode_text(raw, problems) if raw else ""
-
-    raw_id = text("message-id")
+    raw_id = get("message-id", "")
     message_id = normalise_message_id(raw_id) if raw_id else ""
     if not message_id:
         problems.append("no-message-id")
-    from_pairs = parse_addresses(text("from"))
+    from_pairs = parse_addresses(get("from", ""))
     if not from_pairs and "from" in fields:
         problems.append("from-unparseable")
-    date_value = text("date")
+    date_value = get("date", "")
     date_header = parse_date_header(date_value) if date_value else None
     date_raw: str | None = None
     if not date_value:
@@ -240,8 +291,11 @@ def build_indexed_message(
     elif date_header is None:
         problems.append("date-unparseable")
         date_raw = date_value[:500]
-    in_reply_to = message_ids(text("in-reply-to"))
-    extra = {name: text(name) for name in EXTRA_HEADERS if name in fields}
+    reply = get("in-reply-to")
+    in_reply_to = message_ids(reply) if reply else ()
+    references = get("references")
+    extra = {name: fields[name] for name in EXTRA_HEADERS if name in fields}
+    to_value, cc_value, reply_to_value = get("to"), get("cc"), get("reply-to")
     return IndexedMessage(
         uid=uid,
         flags=flags,
@@ -250,15 +304,17 @@ def build_indexed_message(
         modseq=modseq,
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else "",
-        references=message_ids(text("references")),
-        thread_index=text("thread-index").strip(),
-        thread_topic=text("thread-topic"),
-        subject=text("subject").strip(),
+        references=message_ids(references) if references else (),
+        thread_index=get("thread-index", ""),
+        thread_topic=get("thread-topic", ""),
+        subject=get("subject", ""),
         from_addr=from_pairs[0][1] if from_pairs else "",
         from_name=from_pairs[0][0] if from_pairs else "",
-        to_addrs=tuple(addr for _, addr in parse_addresses(text("to"))),
-        cc_addrs=tuple(addr for _, addr in parse_addresses(text("cc"))),
-        reply_to=tuple(addr for _, addr in parse_addresses(text("reply-to"))),
+        to_addrs=tuple(addr for _, addr in parse_addresses(to_value)) if to_value else (),
+        cc_addrs=tuple(addr for _, addr in parse_addresses(cc_value)) if cc_value else (),
+        reply_to=tuple(addr for _, addr in parse_addresses(reply_to_value))
+        if reply_to_value
+        else (),
         date_header=date_header,
         date_raw=date_raw,
         extra_headers=extra,

@@ -1,0 +1,238 @@
+"""SQL for plans, their journal, approvals and the quarantine ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from mailhygiene.errors import NotFoundError
+from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
+from mailhygiene.store.models import (
+    Account,
+    Approval,
+    Folder,
+    Message,
+    Plan,
+    PlanItem,
+    QuarantineEntry,
+)
+
+_CHUNK = 500
+
+
+def insert_plan(session: Session, plan: Plan, items: Sequence[PlannedMessage]) -> Plan:
+    session.add(plan)
+    session.flush()
+    rows = [
+        {
+            "plan_id": plan.id,
+            "message_row": item.message_row,
+            "folder": item.folder,
+            "uidvalidity": item.uidvalidity,
+            "uid": item.uid,
+            "message_id": item.message_id,
+            "size": item.size,
+            "internal_date": item.internal_date,
+            "action": item.action.value,
+            "reason_kind": item.reason_kind,
+            "reason_name": item.reason_name,
+            "reason_detail": item.reason_detail,
+            "state": ItemState.PLANNED.value,
+            "outcome": "",
+        }
+        for item in items
+    ]
+    if rows:
+        session.execute(insert(PlanItem), rows)
+    return plan
+
+
+def get_plan(session: Session, ref: str, *, for_update: bool = False) -> Plan:
+    query = select(Plan).where(Plan.ref == ref)
+    if for_update:
+        query = query.with_for_update()
+    plan = session.scalar(query)
+    if plan is None:
+        raise NotFoundError(f"no plan {ref!r}; 'mailhygiene purge list' shows plans")
+    return plan
+
+
+def list_plans(session: Session, *, account: str | None = None, limit: int = 50) -> list[Plan]:
+    query = select(Plan).order_by(Plan.id.desc()).limit(limit)
+    if account:
+        query = query.where(Plan.account == account)
+    return list(session.scalars(query))
+
+
+def planned_messages(session: Session, plan_id: int) -> list[PlannedMessage]:
+    """The plan's items as planned (their identity), for re-hashing."""
+    rows = session.scalars(select(PlanItem).where(PlanItem.plan_id == plan_id))
+    return [
+        PlannedMessage(
+            message_row=row.message_row or 0,
+            folder=row.folder,
+            uidvalidity=row.uidvalidity,
+            uid=row.uid,
+            message_id=row.message_id,
+            size=row.size,
+            internal_date=row.internal_date,
+            action=ItemAction(row.action),
+            reason_kind=row.reason_kind,
+            reason_name=row.reason_name,
+            reason_detail=row.reason_detail,
+        )
+        for row in rows
+    ]
+
+
+def items_in_state(session: Session, plan_id: int, states: Sequence[ItemState]) -> list[PlanItem]:
+    return list(
+        session.scalars(
+            select(PlanItem)
+            .where(PlanItem.plan_id == plan_id, PlanItem.state.in_([s.value for s in states]))
+            .order_by(PlanItem.folder, PlanItem.uid)
+        )
+    )
+
+
+def count_by_state(session: Session, plan_id: int) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(PlanItem.state, func.count())
+            .where(PlanItem.plan_id == plan_id)
+            .group_by(PlanItem.state)
+        ).tuples()
+    )
+
+
+def skipped_reasons(session: Session, plan_id: int) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(PlanItem.outcome, func.count())
+            .where(PlanItem.plan_id == plan_id, PlanItem.state == ItemState.SKIPPED.value)
+            .group_by(PlanItem.outcome)
+        ).tuples()
+    )
+
+
+def mark_items(
+    session: Session,
+    item_ids: Sequence[int],
+    state: ItemState,
+    *,
+    outcome: str = "",
+    batch: int | None = None,
+    done_at: datetime | None = None,
+) -> None:
+    values: dict[str, object] = {"state": state.value, "outcome": outcome}
+    if batch is not None:
+        values["batch"] = batch
+    if done_at is not None:
+        values["done_at"] = done_at
+    for start in range(0, len(item_ids), _CHUNK):
+        session.execute(
+            update(PlanItem)
+            .where(PlanItem.id.in_(item_ids[start : start + _CHUNK]))
+            .values(**values)
+        )
+
+
+def set_target_uids(session: Session, targets: dict[int, int]) -> None:
+    """Record where each item landed (item id → UID in the quarantine folder)."""
+    if targets:
+        session.connection().execute(
+            update(PlanItem.__table__)
+            .where(PlanItem.id == bindparam("b_id"))
+            .values(target_uid=bindparam("b_target")),
+            [{"b_id": item_id, "b_target": uid} for item_id, uid in targets.items()],
+        )
+
+
+def add_approval(session: Session, approval: Approval) -> None:
+    session.add(approval)
+
+
+def approvals(session: Session, plan_id: int) -> list[Approval]:
+    return list(
+        session.scalars(select(Approval).where(Approval.plan_id == plan_id).order_by(Approval.id))
+    )
+
+
+def forget_messages(session: Session, account: str, folder: str, uids: Sequence[int]) -> None:
+    """Drop index rows for messages that left ``folder`` (moved or deleted by us)."""
+    folder_id = session.scalar(
+        select(Folder.id)
+        .join(Account, Account.id == Folder.account_id)
+        .where(Account.name == account, Folder.name == folder)
+    )
+    if folder_id is None:
+        return
+    for start in range(0, len(uids), _CHUNK):
+        session.execute(
+            delete(Message).where(
+                Message.folder_id == folder_id, Message.uid.in_(list(uids[start : start + _CHUNK]))
+            )
+        )
+
+
+def add_quarantine_entries(session: Session, rows: list[dict[str, object]]) -> None:
+    if rows:
+        session.execute(insert(QuarantineEntry), rows)
+
+
+def quarantine_entries(
+    session: Session,
+    *,
+    account: str,
+    states: Sequence[str] = ("held",),
+    plan_ref: str | None = None,
+    ids: Sequence[int] | None = None,
+) -> list[QuarantineEntry]:
+    query = select(QuarantineEntry).where(
+        QuarantineEntry.account == account, QuarantineEntry.state.in_(list(states))
+    )
+    if plan_ref:
+        query = query.where(QuarantineEntry.plan_ref == plan_ref)
+    if ids is not None:
+        query = query.where(QuarantineEntry.id.in_(list(ids)))
+    return list(session.scalars(query.order_by(QuarantineEntry.id)))
+
+
+def close_quarantine_entries(
+    session: Session, ids: Sequence[int], *, state: str, at: datetime, by: str
+) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(QuarantineEntry)
+            .where(QuarantineEntry.id.in_(list(ids[start : start + _CHUNK])))
+            .values(state=state, closed_at=at, closed_by=by)
+        )
+
+
+def sample_items(session: Session, plan_id: int, *, per_reason: int) -> list[dict[str, object]]:
+    seen: dict[str, int] = {}
+    sample: list[dict[str, object]] = []
+    for item in session.scalars(
+        select(PlanItem).where(PlanItem.plan_id == plan_id).order_by(PlanItem.id)
+    ):
+        reason = f"{item.reason_kind}:{item.reason_name}"
+        if seen.get(reason, 0) >= per_reason:
+            continue
+        seen[reason] = seen.get(reason, 0) + 1
+        sample.append(
+            {
+                "folder": item.folder,
+                "uid": item.uid,
+                "message_id": item.message_id,
+                "size": item.size,
+                "internal_date": item.internal_date,
+                "reason": reason,
+                "detail": item.reason_detail,
+                "state": item.state,
+                "outcome": item.outcome,
+            }
+        )
+    return sample
