@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from mailhygiene.cli.auth import requires
 from mailhygiene.cli.context import app, parse_now
 from mailhygiene.cli.output import fmt_time, interactive, json_option, print_json, print_table
 from mailhygiene.cli.progress import SyncBar
@@ -15,6 +16,7 @@ from mailhygiene.config.settings import AccountSettings
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncRequest, SyncResult, sync_account
 from mailhygiene.reports import index_status
+from mailhygiene.roles import Permission
 
 
 def sync_one(
@@ -40,6 +42,7 @@ def sync_one(
 
 
 @click.command()
+@requires(Permission.SYNC)
 @click.option("--account", "account_name", metavar="NAME", help="Only this account (default: all).")
 @click.option(
     "--folder",
@@ -129,6 +132,7 @@ def _result_dict(result: SyncResult) -> dict[str, Any]:
 
 
 @click.command()
+@requires(Permission.READ)
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
