@@ -10,8 +10,12 @@ from datetime import UTC, datetime
 import click
 from dateutil import parser as date_parser
 
+from mailhygiene.config.rules import load_rules
+from mailhygiene.config.secrets import resolve_password
 from mailhygiene.config.settings import Settings, find_settings_path, load_settings
 from mailhygiene.errors import InputError
+from mailhygiene.imap.client import ImapMailServer
+from mailhygiene.policy import Policy
 from mailhygiene.store.session import Store, open_store
 
 ACTOR_ENV = "MAILHYGIENE_ACTOR"
@@ -22,6 +26,7 @@ class AppContext:
     config_option: str | None
     _settings: Settings | None = None
     _store: Store | None = None
+    _policy: Policy | None = None
     closers: list[Store] = field(default_factory=list)
 
     @property
@@ -36,6 +41,17 @@ class AppContext:
             self._store = open_store(self.settings.database_url)
             self.closers.append(self._store)
         return self._store
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = load_rules(self.settings.rules_path)
+        return self._policy
+
+    def server(self, account_name: str | None) -> ImapMailServer:
+        """An unconnected server for the account; use it as a context manager."""
+        account = self.settings.account(account_name)
+        return ImapMailServer(account, resolve_password(account))
 
     def close(self) -> None:
         for store in self.closers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
@@ -22,8 +23,8 @@ class _RateColumn(TextColumn):
         super().__init__("{task.fields[rate]}")
 
 
-class SyncBar:
-    """A rich progress bar per folder, implementing ``index.SyncProgress``."""
+class CountBar:
+    """A rich progress bar on stderr: label, bar, done/total, rate and time remaining."""
 
     def __init__(self) -> None:
         self._progress = Progress(
@@ -37,7 +38,7 @@ class SyncBar:
         )
         self._task: TaskID | None = None
 
-    def __enter__(self) -> SyncBar:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 
@@ -49,10 +50,10 @@ class SyncBar:
     ) -> None:
         self._progress.stop()
 
-    def folder_started(self, folder: str, to_fetch: int) -> None:
-        self._task = self._progress.add_task(folder, total=max(to_fetch, 0), rate="")
+    def begin(self, label: str, total: int) -> None:
+        self._task = self._progress.add_task(label, total=max(total, 0), rate="")
 
-    def fetched(self, count: int) -> None:
+    def advance(self, count: int) -> None:
         if self._task is None:
             return
         self._progress.advance(self._task, count)
@@ -60,8 +61,31 @@ class SyncBar:
         speed = task.speed
         self._progress.update(self._task, rate=f"{speed:,.0f} msg/s" if speed else "")
 
-    def folder_finished(self, result: FolderSyncResult) -> None:
+    def finish(self) -> None:
         if self._task is not None:
             task = self._progress.tasks[self._task]
             self._progress.update(self._task, total=task.completed or 0)
         self._task = None
+
+
+class SyncBar(CountBar):
+    """One bar per folder; implements ``index.SyncProgress``."""
+
+    def folder_started(self, folder: str, to_fetch: int) -> None:
+        self.begin(folder, to_fetch)
+
+    def fetched(self, count: int) -> None:
+        self.advance(count)
+
+    def folder_finished(self, result: FolderSyncResult) -> None:
+        self.finish()
+
+
+class ExecuteBar(CountBar):
+    """Messages checked and acted on; implements ``purge.execute.ExecuteProgress``."""
+
+    def started(self, total: int) -> None:
+        self.begin("executing", total)
+
+    def advanced(self, count: int) -> None:
+        self.advance(count)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailhygiene.errors import NotFoundError
 from mailhygiene.policy import CaseLink, MessageFacts
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
 
@@ -36,7 +37,7 @@ def case_links_by_thread(session: Session) -> dict[str, tuple[CaseLink, ...]]:
         select(CaseThread.thread_id, Case.ref, Case.status, Case.closed_at)
         .join(Case, Case.id == CaseThread.case_id)
         .where(CaseThread.unlinked_at.is_(None))
-    ).tuples()
+    )
     for thread_id, ref, status, closed_at in rows:
         links.setdefault(thread_id, []).append(
             CaseLink(ref=ref, is_open=status == "open", closed_at=closed_at)
@@ -96,7 +97,7 @@ def iter_indexed(
     no_cases: tuple[CaseLink, ...] = ()
     for one_query in queries:
         result = session.execute(one_query.execution_options(yield_per=_ROWS_PER_FETCH))
-        for row in result.tuples():
+        for row in result:
             (
                 row_id,
                 folder_id,
@@ -141,3 +142,15 @@ def iter_indexed(
                 thread_id=thread_id,
                 facts=facts,
             )
+
+
+def account_of(session: Session, row_id: int) -> str:
+    name = session.scalar(
+        select(Account.name)
+        .join(Folder, Folder.account_id == Account.id)
+        .join(Message, Message.folder_id == Folder.id)
+        .where(Message.id == row_id)
+    )
+    if name is None:
+        raise NotFoundError(f"no indexed message with id {row_id}")
+    return name

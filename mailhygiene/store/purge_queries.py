@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +22,11 @@ from mailhygiene.store.models import (
 )
 
 _CHUNK = 500
+
+
+def _pairs(result: Iterable[Any]) -> dict[Any, Any]:
+    """Two-column rows as a dict (a ``Result`` has ``keys()``, so ``dict()`` misreads it)."""
+    return {key: value for key, value in result}  # noqa: C416 - dict(Result) misreads it
 
 
 def insert_plan(session: Session, plan: Plan, items: Sequence[PlannedMessage]) -> Plan:
@@ -99,22 +105,22 @@ def items_in_state(session: Session, plan_id: int, states: Sequence[ItemState]) 
 
 
 def count_by_state(session: Session, plan_id: int) -> dict[str, int]:
-    return dict(
+    return _pairs(
         session.execute(
             select(PlanItem.state, func.count())
             .where(PlanItem.plan_id == plan_id)
             .group_by(PlanItem.state)
-        ).tuples()
+        )
     )
 
 
 def skipped_reasons(session: Session, plan_id: int) -> dict[str, int]:
-    return dict(
+    return _pairs(
         session.execute(
             select(PlanItem.outcome, func.count())
             .where(PlanItem.plan_id == plan_id, PlanItem.state == ItemState.SKIPPED.value)
             .group_by(PlanItem.outcome)
-        ).tuples()
+        )
     )
 
 
@@ -144,7 +150,7 @@ def set_target_uids(session: Session, targets: dict[int, int]) -> None:
     """Record where each item landed (item id → UID in the quarantine folder)."""
     if targets:
         session.connection().execute(
-            update(PlanItem.__table__)
+            update(PlanItem)
             .where(PlanItem.id == bindparam("b_id"))
             .values(target_uid=bindparam("b_target")),
             [{"b_id": item_id, "b_target": uid} for item_id, uid in targets.items()],

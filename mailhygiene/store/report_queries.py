@@ -17,7 +17,7 @@ def account_summaries(session: Session) -> list[dict[str, Any]]:
             select(Message.folder_id, func.count(), func.sum(Message.size)).group_by(
                 Message.folder_id
             )
-        ).tuples()
+        )
     }
     accounts: list[dict[str, Any]] = []
     for account in session.scalars(select(Account).order_by(Account.name)):

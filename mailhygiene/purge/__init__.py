@@ -1,0 +1,1 @@
+"""Purge: plan → approve → execute → quarantine. A bug here is permanent data loss."""

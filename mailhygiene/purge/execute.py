@@ -1,0 +1,515 @@
+"""Execute an approved plan: batched, re-verified, journaled, resumable.
+
+For every batch, before any server command:
+1. the folder's UIDVALIDITY must be the plan's (RFC 3501 §2.3.1.1: otherwise UIDs name
+   other messages);
+2. each UID must still be the planned message (Message-ID and size, fetched now);
+3. no case keyword may have appeared on the server since the index last saw the message;
+4. the index must still say PURGE *now*: no case link, no hold, still past retention,
+   judged by ``policy.decide`` with the flags the server reports now. An *erasure* plan
+   (a data-subject request) removes mail before its retention ends, so for it the check
+   is instead that nothing bars erasure now — no hold, no open case or case keyword, no
+   closed case within its keep-after-close, no legal obligation rule
+   (``policy.erasure.ErasureCheck``, the rule the erasure was planned by).
+What fails any check is skipped and reported — never moved or deleted.
+
+The journal: verified items are committed as ``in_flight`` *before* the server command
+and ``done`` only after it. After a crash (kill -9, lost connection) the next run
+reconciles every ``in_flight`` item with the server before anything else: still in its
+folder → back to ``planned`` (re-verified later; a ``\\Deleted`` flag we set is removed);
+found in quarantine → ``done``; gone from both → ``skipped`` (someone else removed it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from mailhygiene.audit import log as audit
+from mailhygiene.audit.events import AuditTag
+from mailhygiene.errors import FolderError
+from mailhygiene.holds import hold_lookup
+from mailhygiene.mailbox import FolderStatus, MessageIdentity
+from mailhygiene.policy import Action, MessageFacts, Policy, Reason, decide
+from mailhygiene.policy.erasure import ErasureCheck
+from mailhygiene.purge.approve import check_authorised
+from mailhygiene.purge.lock import account_lock
+from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlanStatus
+from mailhygiene.store import facts_queries, purge_queries
+from mailhygiene.store.models import PlanItem
+from mailhygiene.store.session import Store
+
+BATCH_SIZE = 1000
+
+
+class PurgeServer(Protocol):
+    """What execution needs from a mail server (``ImapMailServer`` implements it)."""
+
+    capabilities: frozenset[str]
+    condstore: bool
+
+    def select(self, folder: str, *, readonly: bool = True) -> FolderStatus: ...
+
+    def create_folder(self, folder: str) -> None: ...
+
+    def fetch_identity(self, uids: Sequence[int]) -> dict[int, MessageIdentity]: ...
+
+    def search_message_id(self, message_id: str) -> list[int]: ...
+
+    def move(self, uids: Sequence[int], destination: str) -> dict[int, int]: ...
+
+    def delete(self, uids: Sequence[int], *, unchanged_since: int | None = None) -> set[int]: ...
+
+    def remove_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None: ...
+
+
+class ExecuteProgress(Protocol):
+    def started(self, total: int) -> None: ...
+
+    def advanced(self, count: int) -> None: ...
+
+
+@dataclass
+class ExecutionReport:
+    ref: str
+    status: str = ""
+    done: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    reconciled: dict[str, int] = field(default_factory=dict)
+    remaining: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+
+def is_protective_keyword(keyword: str, policy: Policy) -> bool:
+    """The case keyword, or a per-case keyword derived from it (``$Reklamation_REK-…``)."""
+    wanted = policy.case_keyword.casefold()
+    folded = keyword.casefold()
+    return bool(wanted) and (folded == wanted or folded.startswith(wanted + "_"))
+
+
+def execute_plan(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    ref: str,
+    *,
+    actor: str,
+    now: datetime,
+    progress: ExecuteProgress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ExecutionReport:
+    """Carry out an approved plan; safe to call again after any interruption."""
+    started = time.monotonic()
+    report = ExecutionReport(ref=ref)
+    with store.transaction() as session:
+        plan = purge_queries.get_plan(session, ref)
+        account = plan.account
+    with account_lock(store, account, now=now, purpose=f"execute plan {ref}"):
+        with store.transaction() as session:
+            plan = purge_queries.get_plan(session, ref, for_update=True)
+            check_authorised(session, plan, policy, now)
+            resuming = plan.status == PlanStatus.EXECUTING.value
+            kind = PlanKind(plan.kind)
+            plan.status = PlanStatus.EXECUTING.value
+            audit.append(
+                session,
+                actor=actor,
+                tag=AuditTag.PURGE_EXECUTE,
+                subject=ref,
+                data={"phase": "resume" if resuming else "start", "messages": plan.item_count},
+                at=now,
+            )
+            in_flight = purge_queries.items_in_state(session, plan.id, [ItemState.IN_FLIGHT])
+            planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
+        if any(item.action == ItemAction.MOVE.value for item in [*in_flight, *planned]):
+            server.create_folder(policy.quarantine_folder)
+        if in_flight:
+            report.reconciled = _reconcile(
+                store, server, policy, plan.id, ref, account, in_flight, actor=actor, now=now
+            )
+            with store.transaction() as session:
+                planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
+        if progress is not None:
+            progress.started(len(planned))
+        by_folder: dict[str, list[PlanItem]] = defaultdict(list)
+        for item in planned:
+            by_folder[item.folder].append(item)
+        batch_number = 0
+        for folder, items in by_folder.items():
+            batch_number = _execute_folder(
+                store,
+                server,
+                policy,
+                plan.id,
+                ref,
+                account,
+                folder,
+                items,
+                report,
+                actor=actor,
+                now=now,
+                batch_size=batch_size,
+                first_batch=batch_number,
+                progress=progress,
+                kind=kind,
+            )
+        with store.transaction() as session:
+            plan = purge_queries.get_plan(session, ref, for_update=True)
+            counts = purge_queries.count_by_state(session, plan.id)
+            report.remaining = counts.get(ItemState.PLANNED.value, 0) + counts.get(
+                ItemState.IN_FLIGHT.value, 0
+            )
+            report.done = counts.get(ItemState.DONE.value, 0)
+            report.skipped = purge_queries.skipped_reasons(session, plan.id)
+            if report.remaining == 0:
+                plan.status = PlanStatus.DONE.value
+                plan.finished_at = now
+            report.status = plan.status
+            audit.append(
+                session,
+                actor=actor,
+                tag=AuditTag.PURGE_EXECUTE,
+                subject=ref,
+                data={
+                    "phase": "finished" if report.remaining == 0 else "stopped",
+                    "done": report.done,
+                    "skipped": sum(report.skipped.values()),
+                    "remaining": report.remaining,
+                },
+                at=now,
+            )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _select_for_plan(server: PurgeServer, folder: str) -> FolderStatus | None:
+    try:
+        return server.select(folder, readonly=False)
+    except FolderError:
+        return None
+
+
+def _execute_folder(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    plan_id: int,
+    ref: str,
+    account: str,
+    folder: str,
+    items: list[PlanItem],
+    report: ExecutionReport,
+    *,
+    actor: str,
+    now: datetime,
+    batch_size: int,
+    first_batch: int,
+    progress: ExecuteProgress | None,
+    kind: PlanKind = PlanKind.PURGE,
+) -> int:
+    status = _select_for_plan(server, folder)
+    if status is None:
+        _skip(store, [i.id for i in items], f"folder {folder!r} no longer exists", now)
+        return first_batch
+    stale = [i.id for i in items if i.uidvalidity != status.uidvalidity]
+    if stale:
+        # why: a new UIDVALIDITY means every planned UID may now name a different message
+        _skip(store, stale, "UIDVALIDITY changed since the plan", now)
+    current = [i for i in items if i.uidvalidity == status.uidvalidity]
+    batch_number = first_batch
+    for start in range(0, len(current), batch_size):
+        batch = current[start : start + batch_size]
+        batch_number += 1
+        verified, refusals = _verify_batch(store, server, policy, account, batch, now, kind)
+        for reason, ids in refusals.items():
+            _skip(store, ids, reason, now)
+        if verified:
+            _run_batch(
+                store,
+                server,
+                policy,
+                plan_id,
+                ref,
+                account,
+                folder,
+                verified,
+                status,
+                batch_number,
+                actor=actor,
+                now=now,
+            )
+        report.batches += 1
+        if progress is not None:
+            progress.advanced(len(batch))
+    return batch_number
+
+
+def _verify_batch(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    account: str,
+    batch: list[PlanItem],
+    now: datetime,
+    kind: PlanKind = PlanKind.PURGE,
+) -> tuple[list[tuple[PlanItem, MessageIdentity]], dict[str, list[int]]]:
+    """Split a batch into items still safe to act on and refusals grouped by reason."""
+    kept_now = kept_now_check(policy, kind)
+    identities = server.fetch_identity([item.uid for item in batch])
+    refusals: dict[str, list[int]] = defaultdict(list)
+    verified: list[tuple[PlanItem, MessageIdentity]] = []
+    rows = [item.message_row for item in batch if item.message_row]
+    with store.transaction() as session:
+        holds_for = hold_lookup(session, account=account, zone=policy.zone)
+        indexed = {
+            row.message_row: row
+            for row in facts_queries.iter_indexed(
+                session, account=account, holds_for=holds_for, message_rows=rows
+            )
+        }
+    for item in batch:
+        identity = identities.get(item.uid)
+        if identity is None:
+            refusals["gone from the server before execution"].append(item.id)
+            continue
+        if identity.message_id != item.message_id or identity.size != item.size:
+            # why: the UID now names a different message than the one planned
+            refusals["UID holds a different message than planned"].append(item.id)
+            continue
+        row = indexed.get(item.message_row or -1)
+        if row is None:
+            refusals["no longer in the index (re-indexed or removed)"].append(item.id)
+            continue
+        server_keywords = frozenset(identity.flags)
+        added = {
+            k for k in server_keywords - row.facts.keywords if is_protective_keyword(k, policy)
+        }
+        if added:
+            # why: someone marked it as complaint mail after the plan was made
+            refusals["case keyword added on the server since the plan"].append(item.id)
+            continue
+        facts_now = _with_keywords(row.facts, server_keywords)
+        keeping = kept_now(facts_now, now)
+        if keeping is not None:
+            refusals[f"kept now: {keeping.kind.value} {keeping.name}"].append(item.id)
+            continue
+        verified.append((item, identity))
+    return verified, refusals
+
+
+def kept_now_check(
+    policy: Policy, kind: PlanKind
+) -> Callable[[MessageFacts, datetime], Reason | None]:
+    """What keeps a message *now*, or None: for a purge, ``decide`` must say PURGE; for an
+    erasure, nothing may bar erasure (hold, case, legal obligation)."""
+    if kind is PlanKind.ERASURE:
+        check = ErasureCheck(policy)
+
+        def erasure_bar(facts: MessageFacts, now: datetime) -> Reason | None:
+            bar = check.bar(facts, now)
+            return bar.reason if bar is not None else None
+
+        return erasure_bar
+
+    def retention(facts: MessageFacts, now: datetime) -> Reason | None:
+        verdict = decide(facts, policy, now)
+        return None if verdict.action is Action.PURGE else verdict.reasons[0]
+
+    return retention
+
+
+def _with_keywords(facts: MessageFacts, keywords: frozenset[str]) -> MessageFacts:
+    return replace(facts, keywords=keywords)
+
+
+def _run_batch(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    plan_id: int,
+    ref: str,
+    account: str,
+    folder: str,
+    verified: list[tuple[PlanItem, MessageIdentity]],
+    status: FolderStatus,
+    batch_number: int,
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    item_ids = [item.id for item, _ in verified]
+    uids = [item.uid for item, _ in verified]
+    with store.transaction() as session:
+        purge_queries.mark_items(session, item_ids, ItemState.IN_FLIGHT, batch=batch_number)
+    action = ItemAction(verified[0][0].action)
+    refused: set[int] = set()
+    mapping: dict[int, int] = {}
+    if action is ItemAction.MOVE:
+        mapping = server.move(uids, policy.quarantine_folder)
+    else:
+        modseqs = [identity.modseq for _, identity in verified if identity.modseq is not None]
+        unchanged_since = max(modseqs) if server.condstore and modseqs else None
+        refused = server.delete(uids, unchanged_since=unchanged_since)
+    done = [item for item, _ in verified if item.uid not in refused]
+    with store.transaction() as session:
+        purge_queries.mark_items(session, [i.id for i in done], ItemState.DONE, done_at=now)
+        if refused:
+            # why: the server says these changed after we verified them; leave them alone
+            purge_queries.mark_items(
+                session,
+                [i.id for i, _ in verified if i.uid in refused],
+                ItemState.SKIPPED,
+                outcome="changed on the server during execution",
+                done_at=now,
+            )
+        purge_queries.set_target_uids(
+            session, {item.id: mapping[item.uid] for item in done if item.uid in mapping}
+        )
+        if action is ItemAction.MOVE:
+            purge_queries.add_quarantine_entries(
+                session, _quarantine_rows(done, mapping, ref, account, policy, now)
+            )
+        purge_queries.forget_messages(session, account, folder, [i.uid for i in done])
+        audit.append(
+            session,
+            actor=actor,
+            tag=AuditTag.PURGE_BATCH,
+            subject=ref,
+            data={
+                "folder": folder,
+                "batch": batch_number,
+                "action": action.value,
+                "done": len(done),
+                "refused_by_server": len(refused),
+                "uidvalidity": status.uidvalidity,
+            },
+            at=now,
+        )
+
+
+def _quarantine_rows(
+    done: Sequence[PlanItem],
+    mapping: dict[int, int],
+    ref: str,
+    account: str,
+    policy: Policy,
+    now: datetime,
+) -> list[dict[str, object]]:
+    purge_after = policy.quarantine_grace.add_to(now)
+    return [
+        {
+            "account": account,
+            "plan_item_id": item.id,
+            "plan_ref": ref,
+            "original_folder": item.folder,
+            "quarantine_folder": policy.quarantine_folder,
+            "quarantine_uidvalidity": None,
+            "quarantine_uid": mapping.get(item.uid),
+            "message_id": item.message_id,
+            "size": item.size,
+            "moved_at": now,
+            "purge_after": purge_after,
+            "state": "held",
+        }
+        for item in done
+    ]
+
+
+def _skip(store: Store, item_ids: list[int], reason: str, now: datetime) -> None:
+    if item_ids:
+        with store.transaction() as session:
+            purge_queries.mark_items(
+                session, item_ids, ItemState.SKIPPED, outcome=reason, done_at=now
+            )
+
+
+def _reconcile(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    plan_id: int,
+    ref: str,
+    account: str,
+    in_flight: list[PlanItem],
+    *,
+    actor: str,
+    now: datetime,
+) -> dict[str, int]:
+    """Settle items a crashed run left ``in_flight`` by looking at the server."""
+    outcome: Counter[str] = Counter()
+    by_folder: dict[str, list[PlanItem]] = defaultdict(list)
+    for item in in_flight:
+        by_folder[item.folder].append(item)
+    for folder, items in by_folder.items():
+        status = _select_for_plan(server, folder)
+        present: dict[int, MessageIdentity] = {}
+        if status is not None and all(i.uidvalidity == status.uidvalidity for i in items):
+            present = server.fetch_identity([i.uid for i in items])
+        still_there = [
+            i
+            for i in items
+            if (ident := present.get(i.uid)) is not None and ident.message_id == i.message_id
+        ]
+        deleted_flag = [i.uid for i in still_there if "\\Deleted" in present[i.uid].flags]
+        if deleted_flag:
+            # why: we may have flagged these before the crash; unflag so no one expunges them
+            server.remove_flags(deleted_flag, ["\\Deleted"])
+        with store.transaction() as session:
+            purge_queries.mark_items(session, [i.id for i in still_there], ItemState.PLANNED)
+        outcome["not yet acted on; will be re-verified"] += len(still_there)
+        gone = [i for i in items if i not in still_there]
+        moved: dict[int, int] = {}
+        vanished: list[PlanItem] = []
+        if gone and gone[0].action == ItemAction.MOVE.value:
+            quarantine = _select_for_plan(server, policy.quarantine_folder)
+            for item in gone:
+                found = server.search_message_id(item.message_id) if quarantine else []
+                if found:
+                    moved[item.id] = found[-1]
+                else:
+                    vanished.append(item)
+        completed = [i for i in gone if i not in vanished]
+        with store.transaction() as session:
+            purge_queries.mark_items(
+                session, [i.id for i in completed], ItemState.DONE, done_at=now
+            )
+            purge_queries.set_target_uids(session, moved)
+            if moved:
+                mapping = {i.uid: moved[i.id] for i in completed if i.id in moved}
+                purge_queries.add_quarantine_entries(
+                    session,
+                    _quarantine_rows(
+                        [i for i in completed if i.id in moved], mapping, ref, account, policy, now
+                    ),
+                )
+            purge_queries.forget_messages(session, account, folder, [i.uid for i in completed])
+            if vanished:
+                purge_queries.mark_items(
+                    session,
+                    [i.id for i in vanished],
+                    ItemState.SKIPPED,
+                    outcome="gone from its folder and not in quarantine (removed by someone else)",
+                    done_at=now,
+                )
+            audit.append(
+                session,
+                actor=actor,
+                tag=AuditTag.PURGE_BATCH,
+                subject=ref,
+                data={
+                    "folder": folder,
+                    "reconciled": True,
+                    "completed": len(completed),
+                    "requeued": len(still_there),
+                    "vanished": len(vanished),
+                },
+                at=now,
+            )
+        outcome["completed before the interruption"] += len(completed)
+        outcome["removed by someone else"] += len(vanished)
+    return {k: v for k, v in outcome.items() if v}

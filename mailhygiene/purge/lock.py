@@ -1,0 +1,71 @@
+"""One mutating run per account at a time (purge execution, scheduled runs).
+
+The lock row names its holder as ``host:pid``. A holder on this host whose process no
+longer exists (killed, crashed) is taken over at once; any other holder is taken over
+only after its lease has run out, so a crashed run never blocks an account forever.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from mailhygiene.errors import SafetyRefusal
+from mailhygiene.store import lock_queries
+from mailhygiene.store.session import Store
+
+LEASE = timedelta(minutes=30)
+_HELD: set[tuple[str, str]] = set()
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_dead(holder: str) -> bool:
+    host, _, pid_text = holder.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextmanager
+def account_lock(store: Store, account: str, *, now: datetime, purpose: str) -> Iterator[None]:
+    """Hold the account's run lock for the block, or refuse if another run holds it.
+
+    Re-entrant within a process: ``run`` holds it while it calls ``execute_plan``.
+    """
+    key = (store.url_for_display, account)
+    if key in _HELD:
+        yield
+        return
+    holder = this_process()
+    with store.transaction() as session:
+        current = lock_queries.lock_holder(session, account)
+        dead = current is not None and _is_dead(current.holder)
+        acquired = lock_queries.try_acquire(
+            session, account, holder, now, now + LEASE, holder_is_dead=dead
+        )
+        if not acquired:
+            # why: two runs moving mail in one account at once could race each other's checks
+            who = f"{current.holder}, since {current.acquired_at:%H:%M} UTC" if current else "?"
+            raise SafetyRefusal(
+                f"another run ({who}) is working on account {account!r}; "
+                f"refusing to {purpose} at the same time"
+            )
+    _HELD.add(key)
+    try:
+        yield
+    finally:
+        _HELD.discard(key)
+        with store.transaction() as session:
+            lock_queries.release(session, account, holder)

@@ -1,0 +1,280 @@
+"""Compute a purge plan: index facts + ``policy.decide`` → an immutable, hashed plan.
+
+No server is contacted and nothing is changed on it: a plan is only a proposal. Mail
+in the quarantine folder is never planned again here (``quarantine expunge`` owns it).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mailhygiene.audit import log as audit
+from mailhygiene.audit.events import AuditTag
+from mailhygiene.holds import hold_lookup
+from mailhygiene.policy import Action, Policy, PurgeAction, decide
+from mailhygiene.purge.model import (
+    ItemAction,
+    PlanKind,
+    PlannedMessage,
+    PlanStatus,
+    content_hash,
+    plan_ref,
+)
+from mailhygiene.store import facts_queries, purge_queries
+from mailhygiene.store.models import Plan
+from mailhygiene.store.session import Store
+
+
+@dataclass
+class PlanSummary:
+    """What a person needs to judge a plan: totals by folder and rule, and what is kept."""
+
+    ref: str | None
+    kind: str
+    account: str
+    status: str
+    created_at: datetime
+    created_by: str
+    planned_for: datetime
+    expires_at: datetime | None
+    item_count: int
+    total_bytes: int
+    content_hash: str
+    policy_hash: str
+    by_folder: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    undated: int = 0
+    note: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "by_folder": self.by_folder,
+                "by_reason": self.by_reason,
+                "kept": self.kept,
+                "undated": self.undated,
+            },
+            sort_keys=True,
+        )
+
+
+@dataclass(frozen=True)
+class PlanComputation:
+    """The outcome of evaluating the policy, before anything is stored."""
+
+    items: list[PlannedMessage]
+    summary: PlanSummary
+
+
+def compute_plan(
+    store: Store,
+    policy: Policy,
+    *,
+    account: str,
+    now: datetime,
+    actor: str,
+    kind: PlanKind = PlanKind.PURGE,
+    message_rows: Sequence[int] | None = None,
+) -> PlanComputation:
+    """Evaluate every indexed message of ``account`` (or just ``message_rows``) at ``now``."""
+    action = ItemAction.MOVE if policy.purge_action is PurgeAction.MOVE else ItemAction.DELETE
+    items: list[PlannedMessage] = []
+    by_folder: dict[str, Counter[str]] = {}
+    by_reason: dict[str, Counter[str]] = {}
+    kept: Counter[str] = Counter()
+    undated = 0
+    with store.transaction() as session:
+        holds_for = hold_lookup(session, account=account, zone=policy.zone)
+        for row in facts_queries.iter_indexed(
+            session,
+            account=account,
+            holds_for=holds_for,
+            exclude_folders=(policy.quarantine_folder,),
+            message_rows=message_rows,
+        ):
+            verdict = decide(row.facts, policy, now)
+            deciding = verdict.reasons[0]
+            if verdict.action is not Action.PURGE:
+                kept[deciding.kind.value] += 1
+                if deciding.kind.value == "no_date":
+                    undated += 1
+                continue
+            items.append(
+                PlannedMessage(
+                    message_row=row.message_row,
+                    folder=row.folder,
+                    uidvalidity=row.uidvalidity,
+                    uid=row.uid,
+                    message_id=row.message_id,
+                    size=row.facts.size,
+                    internal_date=row.facts.internal_date,
+                    action=action,
+                    reason_kind=deciding.kind.value,
+                    reason_name=deciding.name,
+                    reason_detail=deciding.detail,
+                )
+            )
+            folder_totals = by_folder.setdefault(row.folder, Counter())
+            folder_totals["messages"] += 1
+            folder_totals["bytes"] += row.facts.size
+            reason_totals = by_reason.setdefault(
+                f"{deciding.kind.value}:{deciding.name}", Counter()
+            )
+            reason_totals["messages"] += 1
+            reason_totals["bytes"] += row.facts.size
+    digest = content_hash(kind=kind, account=account, policy_hash=policy.source_hash, items=items)
+    summary = PlanSummary(
+        ref=None,
+        kind=kind.value,
+        account=account,
+        status=PlanStatus.PENDING.value,
+        created_at=now,
+        created_by=actor,
+        planned_for=now,
+        expires_at=None,
+        item_count=len(items),
+        total_bytes=sum(item.size for item in items),
+        content_hash=digest,
+        policy_hash=policy.source_hash,
+        by_folder={name: dict(totals) for name, totals in sorted(by_folder.items())},
+        by_reason={name: dict(totals) for name, totals in sorted(by_reason.items())},
+        kept=dict(sorted(kept.items())),
+        undated=undated,
+    )
+    return PlanComputation(items=items, summary=summary)
+
+
+def plan_purge(
+    store: Store,
+    policy: Policy,
+    *,
+    account: str,
+    now: datetime,
+    actor: str,
+    kind: PlanKind = PlanKind.PURGE,
+    message_rows: Sequence[int] | None = None,
+    note: str = "",
+) -> PlanSummary:
+    """Compute and store a plan (when it has anything to do) and audit its creation."""
+    computed = compute_plan(
+        store, policy, account=account, now=now, actor=actor, kind=kind, message_rows=message_rows
+    )
+    return store_plan(
+        store,
+        policy,
+        kind=kind,
+        account=account,
+        items=computed.items,
+        now=now,
+        actor=actor,
+        note=note,
+        summary=computed.summary,
+    )
+
+
+def store_plan(
+    store: Store,
+    policy: Policy,
+    *,
+    kind: PlanKind,
+    account: str,
+    items: Sequence[PlannedMessage],
+    now: datetime,
+    actor: str,
+    note: str,
+    summary: PlanSummary,
+) -> PlanSummary:
+    """Store ``items`` as a pending plan and audit its creation: the one path plans are saved by.
+
+    The content hash, count and size are recomputed here from ``items`` (so what an
+    approval binds to is always what is stored); the rest of ``summary`` (totals by
+    folder and reason, what is kept) is the caller's. Nothing is stored when ``items``
+    is empty: the summary comes back without a ``ref``.
+    """
+    summary.kind = kind.value
+    summary.account = account
+    summary.note = note
+    summary.item_count = len(items)
+    summary.total_bytes = sum(item.size for item in items)
+    summary.policy_hash = policy.source_hash
+    summary.content_hash = content_hash(
+        kind=kind, account=account, policy_hash=policy.source_hash, items=items
+    )
+    if not items:
+        return summary
+    expires_at = policy.plan_ttl.add_to(now)
+    ref = plan_ref(now, secrets.token_hex(3))
+    with store.transaction() as session:
+        plan = Plan(
+            ref=ref,
+            kind=kind.value,
+            account=account,
+            status=PlanStatus.PENDING.value,
+            created_at=now,
+            created_by=actor,
+            planned_for=now,
+            expires_at=expires_at,
+            policy_hash=policy.source_hash,
+            content_hash=summary.content_hash,
+            item_count=summary.item_count,
+            total_bytes=summary.total_bytes,
+            summary=summary.to_json(),
+            note=note,
+        )
+        purge_queries.insert_plan(session, plan, items)
+        audit.append(
+            session,
+            actor=actor,
+            tag=AuditTag.PLAN_CREATE,
+            subject=ref,
+            data={
+                "account": account,
+                "kind": kind.value,
+                "messages": summary.item_count,
+                "bytes": summary.total_bytes,
+                "content_hash": summary.content_hash,
+                "policy_hash": policy.source_hash,
+                "by_reason": {k: v["messages"] for k, v in summary.by_reason.items()},
+            },
+            at=now,
+        )
+    summary.ref = ref
+    summary.expires_at = expires_at
+    return summary
+
+
+def stored_summary(store: Store, ref: str) -> PlanSummary:
+    """A stored plan's summary, as it was computed."""
+    with store.transaction() as session:
+        plan = purge_queries.get_plan(session, ref)
+        return summary_of(plan)
+
+
+def summary_of(plan: Plan) -> PlanSummary:
+    data: dict[str, Any] = json.loads(plan.summary or "{}")
+    return PlanSummary(
+        ref=plan.ref,
+        kind=plan.kind,
+        account=plan.account,
+        status=plan.status,
+        created_at=plan.created_at,
+        created_by=plan.created_by,
+        planned_for=plan.planned_for,
+        expires_at=plan.expires_at,
+        item_count=plan.item_count,
+        total_bytes=plan.total_bytes,
+        content_hash=plan.content_hash,
+        policy_hash=plan.policy_hash,
+        by_folder=data.get("by_folder", {}),
+        by_reason=data.get("by_reason", {}),
+        kept=data.get("kept", {}),
+        undated=data.get("undated", 0),
+        note=plan.note,
+    )

@@ -1,0 +1,377 @@
+"""The purge engine against a real Dovecot: every path that moves or deletes mail refuses
+when it should (unapproved, expired, altered plan; open case; hold; keyword added on the
+server; changed UIDVALIDITY; message gone) and resumes safely after a crash."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from mailhygiene.config.settings import AccountSettings, PasswordSource
+from mailhygiene.devtools import ImapAccount, ThrowawayDovecot
+from mailhygiene.devtools.mailbox import append_messages, message_bytes
+from mailhygiene.errors import SafetyRefusal
+from mailhygiene.holds import place_hold
+from mailhygiene.imap.client import ImapMailServer
+from mailhygiene.index import SyncRequest, sync_account
+from mailhygiene.policy import Duration, Policy, PurgeAction
+from mailhygiene.purge.approve import approve_plan
+from mailhygiene.purge.execute import execute_plan
+from mailhygiene.purge.model import ItemState
+from mailhygiene.purge.plan import plan_purge
+from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
+from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem
+from mailhygiene.store.session import Store, open_store
+
+pytestmark = pytest.mark.dovecot
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+OLD = datetime(2025, 1, 10, 9, tzinfo=UTC)
+RECENT = datetime(2026, 5, 20, 9, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    """One mailbox on Dovecot, its index, and a policy: 180 days, move to Quarantine."""
+
+    account: ImapAccount
+    settings: AccountSettings
+    store: Store
+    policy: Policy
+
+    def imap(self) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4(self.account.host, self.account.port)
+        conn.login(self.account.username, self.account.password)
+        return conn
+
+    def server(self) -> ImapMailServer:
+        return ImapMailServer(self.settings, self.account.password)
+
+    def deliver(self, folder: str, count: int, when: datetime, prefix: str) -> None:
+        append_messages(
+            self.account.host, self.account.port, self.account.username, self.account.password,
+            folder,
+            [
+                (message_bytes(subject=f"{prefix} {i}", from_="kund@example.se",
+                               message_id=f"<{prefix}-{i}@example.se>", date=when), (), when)
+                for i in range(count)
+            ],
+        )
+
+    def sync(self) -> None:
+        request = SyncRequest(account=self.settings.name, host=self.settings.host,
+                              username=self.settings.username)
+        with self.server() as server:
+            sync_account(self.store, server, request, now=NOW)
+
+    def plan(self, **kw: object) -> str:
+        summary = plan_purge(self.store, self.policy, account=self.settings.name,
+                             now=kw.pop("now", NOW), actor="planner")  # type: ignore[arg-type]
+        assert summary.ref is not None
+        return summary.ref
+
+    def execute(self, ref: str, **kw: object):  # type: ignore[no-untyped-def]
+        with self.server() as server:
+            return execute_plan(self.store, server, self.policy, ref, actor="manager",
+                                now=kw.get("now", NOW))  # type: ignore[arg-type]
+
+    def folder_message_ids(self, folder: str) -> set[str]:
+        conn = self.imap()
+        conn.select(f'"{folder}"', readonly=True)
+        _typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        conn.logout()
+        found = set()
+        for item in data:
+            if isinstance(item, tuple):
+                match = re.search(rb"<([^>]+)>", item[1])
+                if match:
+                    found.add(match.group(1).decode().lower())
+        return found
+
+    def items(self, ref: str) -> list[PlanItem]:
+        with self.store.transaction() as session:
+            plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
+            return list(session.scalars(select(PlanItem).where(PlanItem.plan_id == plan_id)))
+
+
+@pytest.fixture
+def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
+    settings = AccountSettings(
+        name="support", host=mailbox.host, port=mailbox.port, security="none",
+        username=mailbox.username, password=PasswordSource(env="UNUSED"),
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
+    policy = Policy(default_keep=Duration.parse("180d"), auto_approve_limit=1000,
+                    source_hash="test-policy")
+    w = World(mailbox, settings, store, policy)
+    w.deliver("INBOX", 6, OLD, "old")
+    w.deliver("INBOX", 3, RECENT, "new")
+    w.sync()
+    yield w
+    store.close()
+
+
+def test_end_to_end_moves_only_expired_mail_to_quarantine(world: World) -> None:
+    ref = world.plan()
+    assert len(world.items(ref)) == 6
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    report = world.execute(ref)
+    assert report.status == "done" and report.done == 6 and not report.skipped
+    assert world.folder_message_ids("INBOX") == {f"new-{i}@example.se" for i in range(3)}
+    assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
+    entries = list_quarantine(world.store, account="support")
+    assert len(entries) == 6 and all(e.purge_after == NOW + timedelta(days=30) for e in entries)
+    with world.store.transaction() as session:
+        remaining = session.scalars(select(Message.message_id)).all()
+    assert sorted(remaining) == sorted(f"new-{i}@example.se" for i in range(3))
+
+
+def test_unapproved_plan_is_refused_and_nothing_moves(world: World) -> None:
+    ref = world.plan()
+    with pytest.raises(SafetyRefusal, match="not approved"):
+        world.execute(ref)
+    assert len(world.folder_message_ids("INBOX")) == 9
+
+
+def test_expired_plan_cannot_be_approved_or_executed(world: World) -> None:
+    ref = world.plan()
+    later = NOW + timedelta(days=8)
+    with pytest.raises(SafetyRefusal, match="expired"):
+        approve_plan(world.store, ref, world.policy, actor="manager", now=later)
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    with pytest.raises(SafetyRefusal, match="expired"):
+        world.execute(ref, now=later)
+    assert len(world.folder_message_ids("INBOX")) == 9
+
+
+def test_plan_altered_after_approval_is_refused(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    with world.store.transaction() as session:
+        item_id = session.scalars(select(PlanItem.id)).first()
+        session.execute(update(PlanItem).where(PlanItem.id == item_id).values(uid=999))
+    with pytest.raises(SafetyRefusal, match="altered"):
+        world.execute(ref)
+    assert len(world.folder_message_ids("INBOX")) == 9
+
+
+def test_bulk_plan_needs_a_second_person(world: World) -> None:
+    world.policy = replace(world.policy, auto_approve_limit=2)
+    ref = world.plan()
+    with pytest.raises(SafetyRefusal, match="another manager"):
+        approve_plan(world.store, ref, world.policy, actor="planner", now=NOW)
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    assert world.execute(ref).done == 6
+
+
+def _link_case(world: World, message_id: str, *, is_open: bool) -> None:
+    with world.store.transaction() as session:
+        session.execute(update(Message).where(Message.message_id == message_id)
+                        .values(thread_id="thread-x"))
+        case = Case(ref="REK-2025-0042", title="t", status="open" if is_open else "closed",
+                    created_how="manual", opened_at=NOW, opened_by="support",
+                    closed_at=None if is_open else NOW - timedelta(days=1))
+        session.add(case)
+        session.flush()
+        session.add(CaseThread(case_id=case.id, thread_id="thread-x", how="manual",
+                               linked_at=NOW, linked_by="support", note=""))
+
+
+def test_case_opened_after_the_plan_keeps_its_mail(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    _link_case(world, "old-0@example.se", is_open=True)
+    report = world.execute(ref)
+    assert report.done == 5
+    assert report.skipped == {"kept now: case_open REK-2025-0042": 1}
+    assert "old-0@example.se" in world.folder_message_ids("INBOX")
+
+
+def test_hold_placed_after_the_plan_keeps_its_mail(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    place_hold(world.store, name="tvist-2026", query="subject:\"old 1\"",
+               reason="court case", actor="admin", now=NOW)
+    report = world.execute(ref)
+    assert report.done == 5
+    assert report.skipped == {"kept now: hold tvist-2026": 1}
+    assert "old-1@example.se" in world.folder_message_ids("INBOX")
+
+
+def test_keyword_added_by_another_client_since_the_plan_keeps_the_message(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    conn = world.imap()
+    conn.select("INBOX")
+    _typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", "old-2@example.se")
+    conn.uid("STORE", data[0].decode(), "+FLAGS", "($Reklamation)")
+    conn.logout()
+    report = world.execute(ref)
+    assert report.done == 5
+    assert report.skipped == {"case keyword added on the server since the plan": 1}
+    assert "old-2@example.se" in world.folder_message_ids("INBOX")
+
+
+def test_changed_uidvalidity_skips_every_planned_message(world: World) -> None:
+    world.deliver("Archive", 4, OLD, "arch")
+    world.sync()
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    conn = world.imap()  # recreate "Archive" with the same mail: new UIDVALIDITY
+    conn.rename("Archive", "Archive-old")
+    conn.create("Archive")
+    conn.select("Archive-old")
+    conn.uid("MOVE", "1:*", "Archive")
+    conn.logout()
+    report = world.execute(ref)
+    assert report.skipped.get("UIDVALIDITY changed since the plan") == 4
+    assert report.done == 6
+    assert len(world.folder_message_ids("Archive")) == 4
+
+
+def test_message_expunged_by_someone_else_is_reported_not_an_error(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    conn = world.imap()
+    conn.select("INBOX")
+    _typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", "old-3@example.se")
+    conn.uid("STORE", data[0].decode(), "+FLAGS", "(\\Deleted)")
+    conn.uid("EXPUNGE", data[0].decode())
+    conn.logout()
+    report = world.execute(ref)
+    assert report.done == 5
+    assert report.skipped == {"gone from the server before execution": 1}
+
+
+def test_crash_between_journal_and_command_resumes_without_loss(world: World) -> None:
+    """Simulate kill -9 at both points: before the MOVE was sent, and after it completed."""
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    items = sorted(world.items(ref), key=lambda i: i.uid)
+    not_sent, sent = items[:2], items[2:4]
+    with world.store.transaction() as session:
+        session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
+        session.execute(update(PlanItem).where(PlanItem.id.in_([i.id for i in items[:4]]))
+                        .values(state=ItemState.IN_FLIGHT.value, batch=1))
+    conn = world.imap()  # the MOVE of the second pair had reached the server
+    conn.create("Quarantine")
+    conn.select("INBOX")
+    conn.uid("MOVE", ",".join(str(i.uid) for i in sent), "Quarantine")
+    conn.logout()
+    report = world.execute(ref)
+    assert report.status == "done" and report.done == 6 and not report.skipped
+    assert report.reconciled == {"not yet acted on; will be re-verified": 2,
+                                 "completed before the interruption": 2}
+    assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
+    assert len(list_quarantine(world.store, account="support")) == 6
+    assert {i.message_id for i in not_sent} <= world.folder_message_ids("Quarantine")
+
+
+def test_resume_after_crash_in_delete_unflags_then_reverifies(world: World) -> None:
+    """A crash after STORE \\Deleted but before UID EXPUNGE; meanwhile a case is opened."""
+    world.policy = replace(world.policy, purge_action=PurgeAction.DELETE)
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    first = min(world.items(ref), key=lambda i: i.uid)
+    with world.store.transaction() as session:
+        session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
+        session.execute(update(PlanItem).where(PlanItem.id == first.id)
+                        .values(state=ItemState.IN_FLIGHT.value, batch=1))
+    conn = world.imap()
+    conn.select("INBOX")
+    conn.uid("STORE", str(first.uid), "+FLAGS", "(\\Deleted)")
+    conn.logout()
+    _link_case(world, first.message_id, is_open=True)
+    report = world.execute(ref)
+    assert report.done == 5
+    assert report.skipped == {"kept now: case_open REK-2025-0042": 1}
+    conn = world.imap()
+    conn.select("INBOX", readonly=True)
+    _typ, data = conn.uid("FETCH", str(first.uid), "(FLAGS)")
+    conn.logout()
+    assert b"\\Deleted" not in data[0]
+
+
+def test_no_bare_expunge_is_ever_sent(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.policy = replace(world.policy, purge_action=PurgeAction.DELETE)
+    sent: list[bytes] = []
+    original = imaplib.IMAP4.send
+
+    def recording_send(self: imaplib.IMAP4, data: bytes) -> None:
+        sent.append(data)
+        original(self, data)
+
+    monkeypatch.setattr(imaplib.IMAP4, "send", recording_send)
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    assert world.execute(ref).done == 6
+    commands = [line.split(b" ", 1)[1] for line in sent if b" " in line]
+    assert any(c.startswith(b"UID EXPUNGE ") for c in commands)
+    assert not [c for c in commands if c.strip() == b"EXPUNGE"]
+    assert world.folder_message_ids("INBOX") == {f"new-{i}@example.se" for i in range(3)}
+
+
+def test_delete_is_refused_on_a_server_without_uidplus(tmp_path: Path) -> None:
+    with ThrowawayDovecot(capabilities_off={"UIDPLUS", "MOVE"}) as server:
+        account = server.account()
+        settings = AccountSettings(name="support", host=account.host, port=account.port,
+                                   security="none", username=account.username,
+                                   password=PasswordSource(env="UNUSED"))
+        store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
+        policy = Policy(default_keep=Duration.parse("180d"), purge_action=PurgeAction.DELETE,
+                        source_hash="p")
+        w = World(account, settings, store, policy)
+        w.deliver("INBOX", 2, OLD, "old")
+        w.sync()
+        ref = w.plan()
+        approve_plan(store, ref, policy, actor="manager", now=NOW)
+        with pytest.raises(SafetyRefusal, match="UIDPLUS"):
+            w.execute(ref)
+        assert len(w.folder_message_ids("INBOX")) == 2
+        store.close()
+
+
+def test_quarantine_restore_and_expunge_after_grace(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    world.execute(ref)
+    entries = list_quarantine(world.store, account="support")
+    with world.server() as server:
+        report = restore(world.store, server, world.policy, account="support", actor="manager",
+                         now=NOW, entry_ids=[entries[0].id])
+    assert report.restored == 1
+    assert entries[0].message_id in world.folder_message_ids("INBOX")
+    world.sync()  # the quarantine folder must be indexed before final deletion
+    with world.server() as server:
+        early = expunge_due(world.store, server, world.policy, account="support",
+                            actor="scheduler", now=NOW + timedelta(days=29))
+        assert early.expunged == 0
+        done = expunge_due(world.store, server, world.policy, account="support",
+                           actor="scheduler", now=NOW + timedelta(days=31))
+    assert done.expunged == 5
+    assert world.folder_message_ids("Quarantine") == set()
+    assert entries[0].message_id in world.folder_message_ids("INBOX")
+
+
+def test_quarantine_expunge_keeps_mail_that_got_a_case_keyword(world: World) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    world.execute(ref)
+    conn = world.imap()
+    conn.select("Quarantine")
+    conn.uid("STORE", "1", "+FLAGS", "($Reklamation)")
+    conn.logout()
+    world.sync()
+    with world.server() as server:
+        report = expunge_due(world.store, server, world.policy, account="support",
+                             actor="scheduler", now=NOW + timedelta(days=31))
+    assert report.expunged == 5
+    assert sum(report.skipped.values()) == 1
+    assert len(world.folder_message_ids("Quarantine")) == 1
