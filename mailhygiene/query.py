@@ -208,10 +208,10 @@ def matches(query: Query, message: SearchableMessage, *, tz: tzinfo) -> bool:
     an ``@`` after its first character is a whole address and must equal one address
     (``from:anna@example.com`` never matches ``joanna@example.com`` — erasure requests
     depend on it); otherwise it is a substring (``from:example.com``, ``to:@example``,
-    ``from:anna``). Folder,
-    account and thread ids match exactly (``INBOX`` case-insensitively, RFC 3501 §5.1);
-    keywords and case refs match whole values, case-insensitively. A message with
-    unknown ``internal_date`` satisfies no date term (so ``-before:D`` matches it).
+    ``from:anna``). Folder, account and thread ids match exactly (``INBOX``
+    case-insensitively, RFC 3501 §5.1); keywords and case refs match whole values,
+    case-insensitively. A message with unknown ``internal_date`` satisfies no date term
+    (so ``-before:D`` matches it).
     """
     if message.internal_date is not None and message.internal_date.utcoffset() is None:
         raise ValueError("SearchableMessage.internal_date must be tz-aware")
@@ -249,8 +249,8 @@ def _term_matches(term: Term, message: SearchableMessage, tz: tzinfo) -> bool:
     if field is Field.SUBJECT:
         return needle in message.subject.casefold()
     if field is Field.FOLDER:
-        if value.upper() == "INBOX":
-            return message.folder.upper() == "INBOX"
+        if value.isascii() and value.upper() == "INBOX":
+            return message.folder.isascii() and message.folder.upper() == "INBOX"
         return message.folder == value
     if field is Field.ACCOUNT:
         return message.account == value

@@ -9,14 +9,14 @@ of day D, ``after:D`` (SINCE) on or after the start of day D, both in the policy
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 
-from mailhygiene.query import Query, Term
+from mailhygiene.query import Query, Term, day_start
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
 
 _ROWS = 5000
@@ -43,10 +43,6 @@ def _address(column: Any, value: str) -> ColumnElement[bool]:
     if value.startswith("@") or "@" not in value:
         return _contains(column, value)
     return _word(column, value)
-
-
-def _start_of_day(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone)
 
 
 def term_clause(term: Term, zone: ZoneInfo) -> ColumnElement[bool]:
@@ -93,7 +89,7 @@ def term_clause(term: Term, zone: ZoneInfo) -> ColumnElement[bool]:
         )
     elif field in ("before", "after", "on"):
         assert isinstance(value, date)
-        start = _start_of_day(value, zone)
+        start = day_start(value, zone)
         if field == "before":
             clause = Message.internal_date < start
         elif field == "after":
@@ -101,7 +97,7 @@ def term_clause(term: Term, zone: ZoneInfo) -> ColumnElement[bool]:
         else:
             clause = and_(
                 Message.internal_date >= start,
-                Message.internal_date < _start_of_day(value + timedelta(days=1), zone),
+                Message.internal_date < day_start(value + timedelta(days=1), zone),
             )
     elif field == "larger":
         clause = Message.size > int(value)  # type: ignore[arg-type]
@@ -112,7 +108,6 @@ def term_clause(term: Term, zone: ZoneInfo) -> ColumnElement[bool]:
         clause = or_(
             _contains(Message.subject, text),
             _contains(Message.from_addr, text),
-            _contains(Message.from_name, text),
             _contains(Message.to_addrs, text),
         )
     else:

@@ -1,0 +1,1 @@
+"""Complaint cases (reklamationsärenden): detecting case refs, linking threads to cases."""
