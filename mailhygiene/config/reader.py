@@ -9,6 +9,7 @@ would otherwise silently fall back to a default.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -101,6 +102,8 @@ class TomlReader:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {_type_name(value)}")
+        if not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value}")
         if minimum is not None and value < minimum:
             raise self.error(key, f"must be at least {minimum}, got {value}")
         return float(value)

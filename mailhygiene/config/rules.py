@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mailhygiene.errors import ConfigError
 from mailhygiene.policy import (
+    EXTEND_ONLY,
     MATCHERS,
     Anchor,
     Duration,
@@ -30,15 +31,17 @@ from mailhygiene.policy import (
 from mailhygiene.policy.durations import DURATION_HINT
 from mailhygiene.policy.rules import show
 
-__all__ = ["RULES_FILE", "load_rules", "parse_rules"]
+__all__ = ["RULES_FILE", "load_rules", "parse_rules", "read_rules_text"]
 
 RULES_FILE = "rules.toml"
 SCHEMA_VERSION = 1
 
-_TOP = ("version", "timezone", "retention", "cases", "purge", "rules")
+_TOP = ("version", "timezone", "retention", "cases", "purge", "policy", "rules")
 _RETENTION = ("default",)
 _CASES = ("pattern", "auto_create", "keyword", "keep_after_close")
 _PURGE = ("action", "quarantine_folder", "quarantine_grace", "auto_approve_limit", "plan_ttl")
+_POLICY = ("lock", "tombstone_keep")
+_LOCKS = {"none": "", EXTEND_ONLY: EXTEND_ONLY}
 _RULE = ("name", "description", "source", "keep", "anchor", "match")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _RULE_NAME = re.compile(r"\w[\w.-]{0,63}")
@@ -47,6 +50,20 @@ _DEFAULTS = Policy()
 
 def load_rules(path: Path) -> Policy:
     """Read and validate the rules file at ``path``; ``ConfigError`` says what is wrong."""
+    raw, text = _read(path)
+    return _parse(text, source=str(path), digest=hashlib.sha256(raw).hexdigest())
+
+
+def read_rules_text(path: Path) -> str:
+    """The rules file's text, as ``load_rules`` reads it (to record it as a policy version).
+
+    ``parse_rules(read_rules_text(path), ...)`` has the same ``source_hash`` as
+    ``load_rules(path)`` when the file did not change in between.
+    """
+    return _read(path)[1]
+
+
+def _read(path: Path) -> tuple[bytes, str]:
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -67,7 +84,7 @@ def load_rules(path: Path) -> Policy:
             f"not UTF-8 text (bad byte at offset {error.start}); save the file as UTF-8",
             path=where,
         ) from None
-    return _parse(text, source=where, digest=hashlib.sha256(raw).hexdigest())
+    return raw, text
 
 
 def parse_rules(text: str, *, source: str) -> Policy:
@@ -108,6 +125,7 @@ class _Reader:
         retention = self.section(document, "retention", _RETENTION, required=True)
         cases = self.section(document, "cases", _CASES)
         purge = self.section(document, "purge", _PURGE)
+        governance = self.section(document, "policy", _POLICY)
         try:
             return Policy(
                 timezone=self.timezone(document),
@@ -128,6 +146,10 @@ class _Reader:
                 ),
                 auto_approve_limit=self.limit(purge),
                 plan_ttl=self.duration(purge, "plan_ttl", "purge", _DEFAULTS.plan_ttl),
+                lock=self.lock(governance),
+                tombstone_keep=self.duration(
+                    governance, "tombstone_keep", "policy", _DEFAULTS.tombstone_keep
+                ),
                 source_hash=digest,
             )
         except ValueError as error:  # Policy's own checks; the ones above should come first
@@ -177,6 +199,10 @@ class _Reader:
         if folder.strip().upper() == "INBOX":
             raise self.error(key, "the quarantine cannot be INBOX; use a folder of its own")
         return folder
+
+    def lock(self, governance: dict[str, object]) -> str:
+        value = self.string(governance, "lock", "policy", "none")
+        return _LOCKS[self.choice(value, list(_LOCKS), "policy.lock")]
 
     def limit(self, purge: dict[str, object]) -> int:
         if "auto_approve_limit" not in purge:

@@ -147,7 +147,9 @@ def _parse_account(name: str, table: TomlReader, base: Path) -> AccountSettings:
         "timeout",
     )
     security = table.choice("security", ("tls", "starttls", "none"), default="tls")
-    host = table.string("host")
+    host = table.string("host").strip()
+    if not host:
+        raise table.error("host", "must not be empty; give the IMAP server's name or address")
     default_port = 993 if security == "tls" else 143
     port = table.integer("port", default=default_port, minimum=1, maximum=65535)
     if security == "none" and not _is_loopback(host):
@@ -174,14 +176,20 @@ def _parse_account(name: str, table: TomlReader, base: Path) -> AccountSettings:
         command=sources["password_command"] or None,
     )
     ca_file = table.string("ca_file", default="")
+    username = table.string("username")
+    if not username.strip():
+        raise table.error("username", "must not be empty")
+    folders = tuple(table.string_list("folders", default=["*"]))
+    if not folders:
+        raise table.error("folders", 'names no folder; list folders or patterns, e.g. ["*"]')
     return AccountSettings(
         name=name,
         host=host,
         port=port,
         security=security,  # type: ignore[arg-type]
-        username=table.string("username"),
+        username=username,
         password=password,
-        folders=tuple(table.string_list("folders", default=["*"])),
+        folders=folders,
         exclude=tuple(table.string_list("exclude", default=[])),
         tls_verify=table.boolean("tls_verify", default=True),
         ca_file=(base / ca_file) if ca_file else None,

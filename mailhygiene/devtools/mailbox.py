@@ -188,10 +188,11 @@ def message_bytes(
 
 
 def _address_header(value: str) -> str:
-    name, address = email.utils.parseaddr(value)
-    if not address:
+    """Encode each address of a list (``"a@x, Bo <b@y>"``); unparseable text stays as is."""
+    pairs = email.utils.getaddresses([value])
+    if not pairs or not all(address for _, address in pairs):
         return value
-    return format_address(name, address)
+    return ", ".join(format_address(name, address) for name, address in pairs)
 
 
 # =================================================================== writing Maildir
@@ -338,7 +339,7 @@ def append_messages(
         conn.login(user, password)
         if create and folder.upper() != "INBOX":
             status, _ = conn.create(mailbox)
-            if status != "OK" and folder not in _list_folders(conn):
+            if status != "OK" and imap_utf7_encode(folder) not in _list_folders(conn):
                 raise RuntimeError(f"cannot create folder {folder!r}")
         for raw, flags, internal_date in messages:
             flag_list = f"({' '.join(flags)})" if flags else None
