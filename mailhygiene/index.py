@@ -5,7 +5,10 @@ Per folder (RFC 3501 §2.3.1.1, RFC 7162 §3.1):
   folder's rows and index it again (case links live on threads, so they survive).
 - New mail: UIDs from our ``synced_uidnext`` on, fetched in batches; each batch commits
   together with the new resume position, so an interrupted sync continues where it
-  stopped and never duplicates rows.
+  stopped and never duplicates rows. A large fetch (an initial sync) is parsed and
+  inserted by worker processes (``index_pipeline``), which commit batches out of order;
+  there the resume position follows the unbroken run of committed batches, and rows a
+  crash left above it are not counted as known and are replaced when fetched again.
 - Flag and keyword changes: ``CHANGEDSINCE`` our HIGHESTMODSEQ with CONDSTORE; without
   it, a FLAGS scan of every known UID.
 - Expunges: the server's EXISTS must equal what we know plus what is new; only when it
@@ -25,6 +28,13 @@ from typing import Protocol
 
 from mailhygiene.errors import FolderError
 from mailhygiene.imap.protocol import MailServer
+from mailhygiene.index_pipeline import (
+    BatchOutcome,
+    Parallelism,
+    RawIndexSource,
+    index_in_workers,
+    parallel_source,
+)
 from mailhygiene.mailbox import IndexedMessage
 from mailhygiene.store import index_queries as q
 from mailhygiene.store.session import Store
@@ -68,6 +78,7 @@ class SyncResult:
     capabilities: tuple[str, ...]
     folders: list[FolderSyncResult] = field(default_factory=list)
     dropped_folders: list[str] = field(default_factory=list)
+    threads_linked: int = 0
 
     @property
     def new(self) -> int:
@@ -120,9 +131,16 @@ def sync_account(
     now: datetime,
     progress: SyncProgress | None = None,
     after_batch: Callable[[], None] | None = None,
+    parallel: Parallelism | None = None,
 ) -> SyncResult:
-    """Bring the index of one account up to date with the server."""
+    """Bring the index of one account up to date with the server.
+
+    ``parallel`` says from how many new messages in a folder, and with how many worker
+    processes, parsing and inserting run beside the fetch (default: 20,000 and
+    ``min(2, cores)``; ``Parallelism(workers=0)`` keeps everything in this process).
+    """
     progress = progress or SilentProgress()
+    parallel = parallel or Parallelism()
     with store.transaction() as session:
         account_id = q.ensure_account(session, request.account, request.host, request.username, now)
     server_folders = server.list_folders()
@@ -130,7 +148,7 @@ def sync_account(
     result = SyncResult(account=request.account, capabilities=tuple(sorted(server.capabilities)))
     for folder in folders:
         result.folders.append(
-            _sync_folder(store, server, account_id, folder, now, progress, after_batch)
+            _sync_folder(store, server, account_id, folder, now, progress, after_batch, parallel)
         )
     if not request.only_folders:
         with store.transaction() as session:
@@ -151,6 +169,7 @@ def _sync_folder(
     now: datetime,
     progress: SyncProgress,
     after_batch: Callable[[], None] | None,
+    parallel: Parallelism,
 ) -> FolderSyncResult:
     started = time.monotonic()
     result = FolderSyncResult(folder=folder)
@@ -167,7 +186,13 @@ def _sync_folder(
             state = q.ensure_folder(session, account_id, folder)
 
     known_below = state.synced_uidnext
-    known_count = state.message_count
+    # Rows at or above the resume position were committed by an interrupted parallel
+    # fetch: not known yet (they are fetched again and replaced), so not counted.
+    leftovers = 0
+    if state.message_count:
+        with store.transaction() as session:
+            leftovers = q.count_from_uid(session, state.id, known_below)
+    known_count = state.message_count - leftovers
     flag_scan_uids: set[int] | None = None
 
     # Flags first, over the UIDs we already know, so the new batch does not need a scan.
@@ -189,7 +214,12 @@ def _sync_folder(
     if status.uidnext > known_below and status.exists:
         new_uids = server.search_uids(known_below)
     progress.folder_started(folder, len(new_uids))
-    if new_uids:
+    source = parallel_source(store, server, len(new_uids), parallel) if new_uids else None
+    if source is not None:
+        _fetch_new_in_workers(
+            store, source, state.id, new_uids, now, result, progress, after_batch, parallel
+        )
+    elif new_uids:
         _fetch_new(store, server, state.id, new_uids, now, result, progress, after_batch)
 
     # Expunge detection: old UIDs can only disappear, so equal counts mean nothing vanished.
@@ -201,6 +231,12 @@ def _sync_folder(
             result.expunged = q.delete_uids(session, state.id, gone)
 
     with store.transaction() as session:
+        if leftovers:
+            # Leftover rows of messages expunged since: every UID from known_below up to
+            # the highest one the server had then was in new_uids if it still existed.
+            highest = max(status.uidnext - 1, max(new_uids, default=0))
+            stale = q.stored_uids_between(session, state.id, known_below, highest)
+            q.delete_uids(session, state.id, stale - set(new_uids))
         q.set_folder_position(
             session,
             state.id,
@@ -232,6 +268,8 @@ class _BatchWriter:
     def _run(self) -> None:
         while (batch := self._queue.get()) is not None:
             if self._error is not None:
+                continue
+            if not batch:  # every message of the batch was expunged since the search
                 continue
             try:
                 with self._store.transaction() as session:
@@ -280,3 +318,27 @@ def _fetch_new(
     finally:
         writer.close()
     writer.raise_if_failed()
+
+
+def _fetch_new_in_workers(
+    store: Store,
+    server: RawIndexSource,
+    folder_id: int,
+    new_uids: list[int],
+    now: datetime,
+    result: FolderSyncResult,
+    progress: SyncProgress,
+    after_batch: Callable[[], None] | None,
+    parallel: Parallelism,
+) -> None:
+    def committed(batch: BatchOutcome) -> None:
+        result.new += batch.count
+        for kind, count in batch.problems.items():
+            result.problems[kind] = result.problems.get(kind, 0) + count
+        progress.fetched(batch.count)
+        if after_batch is not None:
+            after_batch()
+
+    index_in_workers(
+        store, server, folder_id, new_uids, now, workers=parallel.workers, on_batch=committed
+    )

@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from mailhygiene.cli.auth import requires
+from mailhygiene.cases.mirror import mirror_keywords
+from mailhygiene.cases.service import link_after_sync
+from mailhygiene.cli.auth import acting_user, requires
 from mailhygiene.cli.context import app, parse_now
 from mailhygiene.cli.output import fmt_time, interactive, json_option, print_json, print_table
 from mailhygiene.cli.progress import SyncBar
@@ -35,10 +37,22 @@ def sync_one(
         exclude=account.exclude,
         only_folders=folders,
     )
+    now = parse_now(now_text)
+    policy = obj.policy if obj.settings.rules_path.exists() else None  # a bad file fails first
     with ImapMailServer(account, resolve_password(account)) as server:
         bar = SyncBar() if show_progress else None
         with bar if bar is not None else nullcontext():
-            return sync_account(obj.store, server, request, now=parse_now(now_text), progress=bar)
+            result = sync_account(obj.store, server, request, now=now, progress=bar)
+        if policy is not None:
+            # New mail joins its thread, threads with case numbers or case keywords are
+            # linked, and linked mail gets the case keyword on the server (issue #4).
+            result.threads_linked = link_after_sync(
+                obj.store, policy, account.name, now, acting_user(ctx)
+            )
+            mirror_keywords(
+                obj.store, server, policy, account.name, now=now, actor=acting_user(ctx)
+            )
+    return result
 
 
 @click.command()
@@ -101,6 +115,8 @@ def sync(
             ("folder", "new", "flags changed", "gone", "re-indexed", "malformed", "time"),
             rows,
         )
+        if result.threads_linked:
+            click.echo(f"{result.threads_linked:,} thread(s) newly linked to complaint cases.")
         if result.problems:
             summary = ", ".join(
                 f"{kind} {count}" for kind, count in sorted(result.problems.items())
@@ -114,6 +130,7 @@ def _result_dict(result: SyncResult) -> dict[str, Any]:
     return {
         "account": result.account,
         "new": result.new,
+        "threads_linked": result.threads_linked,
         "problems": result.problems,
         "dropped_folders": result.dropped_folders,
         "folders": [
