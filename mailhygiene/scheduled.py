@@ -16,6 +16,7 @@ from typing import Protocol
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
+from mailhygiene.disposition import purge_expired_tombstones
 from mailhygiene.imap.protocol import MailServer
 from mailhygiene.index import SyncProgress, SyncRequest, SyncResult, sync_account
 from mailhygiene.policy import Policy
@@ -85,6 +86,7 @@ def scheduled_run(
                 execution = execute_plan(store, server, policy, summary.ref, actor=actor, now=now)
                 status = RunStatus.EXECUTED
         with store.transaction() as session:
+            tombstones = purge_expired_tombstones(session, policy, account=account, now=now)
             audit.append(
                 session,
                 actor=actor,
@@ -98,6 +100,7 @@ def scheduled_run(
                     "planned": summary.item_count,
                     "expunged_from_quarantine": expunged.expunged,
                     "executed": execution.done if execution else 0,
+                    "tombstones_purged": tombstones,
                 },
                 at=now,
             )

@@ -53,10 +53,27 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from mailhygiene.cli import index_commands
+    from mailhygiene.cli import (
+        audit_commands,
+        case_commands,
+        index_commands,
+        policy_commands,
+        purge_commands,
+        subject_commands,
+        user_commands,
+    )
 
-    for command in index_commands.COMMANDS:
-        cli.add_command(command)
+    for module in (
+        index_commands,
+        policy_commands,
+        purge_commands,
+        user_commands,
+        audit_commands,
+        case_commands,
+        subject_commands,
+    ):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

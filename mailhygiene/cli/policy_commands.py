@@ -10,14 +10,18 @@ import click
 
 from mailhygiene.cli.auth import acting_user, requires
 from mailhygiene.cli.context import app, parse_now
+from mailhygiene.cli.governance_commands import RULES_COMMANDS, render_release_preview, report
 from mailhygiene.cli.output import fmt_time, interactive, json_option, print_json, print_table
 from mailhygiene.cli.progress import SyncBar
+from mailhygiene.config.rules import read_rules_text
+from mailhygiene.governance import record_policy_version
 from mailhygiene.holds import list_holds, place_hold, release_hold
 from mailhygiene.index import SyncRequest
 from mailhygiene.lookup import resolve_messages
 from mailhygiene.reports import explain_message, search
 from mailhygiene.roles import Permission
 from mailhygiene.scheduled import RunOutcome, RunStatus, scheduled_run
+from mailhygiene.simulation import preview_hold_release
 
 now_option = click.option(
     "--now", "now_text", metavar="DATE", help="Act as if it were this instant (ISO 8601)."
@@ -140,6 +144,10 @@ def rules_check(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {line}")
 
 
+for _command in RULES_COMMANDS:
+    rules.add_command(_command)
+
+
 @click.group("hold")
 def hold() -> None:
     """Legal holds: keep every matching message, whatever retention says."""
@@ -176,15 +184,41 @@ def hold_place(
 
 @hold.command("release")
 @click.argument("name")
+@click.option("--preview", is_flag=True, help="Only show what would become purgeable, and when.")
+@click.option("--account", "account_name", metavar="NAME", help="With --preview: the account.")
 @now_option
+@json_option
 @click.pass_context
 @requires(Permission.HOLD_MANAGE)
-def hold_release(ctx: click.Context, name: str, now_text: str | None) -> None:
+def hold_release(
+    ctx: click.Context,
+    name: str,
+    preview: bool,
+    account_name: str | None,
+    now_text: str | None,
+    as_json: bool,
+) -> None:
     """Release a hold. Nothing is deleted now: the mail re-enters normal retention.
 
-    Example: mailhygiene hold release tvist-2026
+    --preview releases nothing and shows what the next plan could purge, and when.
+    Example: mailhygiene hold release tvist-2026 --preview
     """
-    view = release_hold(app(ctx).store, name=name, actor=acting_user(ctx), now=parse_now(now_text))
+    obj = app(ctx)
+    if preview:
+        account = obj.settings.account(account_name)
+        render_release_preview(
+            preview_hold_release(
+                obj.store, obj.policy, name=name, account=account.name, now=parse_now(now_text)
+            ),
+            as_json,
+        )
+        return
+    if account_name:
+        raise click.UsageError("--account is only used with --preview")
+    view = release_hold(obj.store, name=name, actor=acting_user(ctx), now=parse_now(now_text))
+    if as_json:
+        print_json(asdict(view))
+        return
     click.echo(f"Hold {view.name} released; its mail is purged only by a later approved plan.")
 
 
@@ -235,6 +269,13 @@ def run_command(
     )
     outcomes: list[RunOutcome] = []
     now = parse_now(now_text)
+    record_policy_version(
+        obj.store,
+        obj.policy,
+        read_rules_text(settings.rules_path),
+        actor=acting_user(ctx),
+        now=now,
+    )
     for account in accounts:
         request = SyncRequest(
             account=account.name,
@@ -311,4 +352,4 @@ def _outcome_line(outcome: RunOutcome) -> str:
     )
 
 
-COMMANDS = [search_command, explain_command, rules, hold, run_command]
+COMMANDS = [search_command, explain_command, rules, hold, run_command, report]

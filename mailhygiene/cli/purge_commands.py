@@ -18,6 +18,8 @@ from mailhygiene.cli.output import (
     print_table,
 )
 from mailhygiene.cli.progress import ExecuteBar
+from mailhygiene.config.rules import read_rules_text
+from mailhygiene.governance import record_policy_version
 from mailhygiene.purge import quarantine as quarantine_service
 from mailhygiene.purge.approve import approve_plan, reject_plan
 from mailhygiene.purge.execute import ExecutionReport, execute_plan
@@ -97,13 +99,11 @@ def plan_command(
     """
     obj = app(ctx)
     account = obj.settings.account(account_name)
+    now = parse_now(now_text)
+    text = read_rules_text(obj.settings.rules_path)
+    record_policy_version(obj.store, obj.policy, text, actor=acting_user(ctx), now=now)
     summary = plan_purge(
-        obj.store,
-        obj.policy,
-        account=account.name,
-        now=parse_now(now_text),
-        actor=acting_user(ctx),
-        note=note,
+        obj.store, obj.policy, account=account.name, now=now, actor=acting_user(ctx), note=note
     )
     if as_json:
         print_json(_summary_dict(summary))

@@ -7,6 +7,8 @@
 from mailhygiene.policy.decide import decide
 from mailhygiene.policy.durations import Duration, DurationUnit
 from mailhygiene.policy.model import (
+    EXTEND_ONLY,
+    LOCK_MODES,
     Action,
     Anchor,
     CaseLink,
@@ -36,7 +38,9 @@ from mailhygiene.policy.rules import (
 )
 
 __all__ = [
+    "EXTEND_ONLY",
     "HEADER_NAMES",
+    "LOCK_MODES",
     "MATCHERS",
     "Action",
     "Anchor",

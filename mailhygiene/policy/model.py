@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 from mailhygiene.policy.durations import Duration, DurationUnit
 
 __all__ = [
+    "EXTEND_ONLY",
+    "LOCK_MODES",
     "Action",
     "Anchor",
     "CaseLink",
@@ -202,6 +204,11 @@ _DAYS_180 = Duration(180, DurationUnit.DAYS)
 _DAYS_90 = Duration(90, DurationUnit.DAYS)
 _DAYS_30 = Duration(30, DurationUnit.DAYS)
 _DAYS_7 = Duration(7, DurationUnit.DAYS)
+_YEARS_10 = Duration(10, DurationUnit.YEARS)
+
+EXTEND_ONLY = "extend-only"
+"""``[policy] lock``: once adopted, only changes that keep mail at least as long are adopted."""
+LOCK_MODES = ("", EXTEND_ONLY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,12 +227,16 @@ class Policy:
     quarantine_grace: Duration = _DAYS_30
     auto_approve_limit: int = 500
     plan_ttl: Duration = _DAYS_7
+    lock: str = ""  # "" or EXTEND_ONLY; enforced when a version is adopted (governance)
+    tombstone_keep: Duration = _YEARS_10  # how long proof of disposition is kept
     source_hash: str = ""  # sha256 of the rules file bytes; "" when built in code
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", load_zone(self.timezone))
         object.__setattr__(self, "purge_action", PurgeAction(self.purge_action))
+        if self.lock not in LOCK_MODES:
+            raise ValueError(f"unknown lock {self.lock!r}; use {EXTEND_ONLY!r} or none")
         if self.auto_approve_limit < 0:
             raise ValueError(f"auto_approve_limit cannot be negative: {self.auto_approve_limit}")
         try:
@@ -254,6 +265,11 @@ class Policy:
             f"keyword {self.case_keyword} keeps mail",
             f"purge: {action}; scheduled runs auto-approve up to "
             f"{self.auto_approve_limit} messages; plans expire after {self.plan_ttl.describe()}",
+            f"records of deleted mail (tombstones) kept {self.tombstone_keep.describe()}",
         ]
+        if self.lock == EXTEND_ONLY:
+            lines.append(
+                "lock: extend-only (once adopted, a new version may only keep mail longer)"
+            )
         lines += [f"rule {rule.describe()}" for rule in self.rules]
         return "\n".join(lines)

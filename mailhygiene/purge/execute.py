@@ -17,7 +17,9 @@ The journal: verified items are committed as ``in_flight`` *before* the server c
 and ``done`` only after it. After a crash (kill -9, lost connection) the next run
 reconciles every ``in_flight`` item with the server before anything else: still in its
 folder → back to ``planned`` (re-verified later; a ``\\Deleted`` flag we set is removed);
-found in quarantine → ``done``; gone from both → ``skipped`` (someone else removed it).
+found in quarantine (same Message-ID and size, not claimed by a ledger entry; mail
+without a searchable Message-ID is found by scanning the quarantine) → ``done``; gone
+from both → ``skipped`` (someone else removed it) and dropped from the index.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from mailhygiene.policy.erasure import ErasureCheck
 from mailhygiene.purge.approve import check_authorised
 from mailhygiene.purge.lock import account_lock
 from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlanStatus
-from mailhygiene.store import facts_queries, purge_queries
+from mailhygiene.store import facts_queries, governance_queries, purge_queries
 from mailhygiene.store.models import PlanItem
 from mailhygiene.store.session import Store
 
@@ -59,6 +61,8 @@ class PurgeServer(Protocol):
     def fetch_identity(self, uids: Sequence[int]) -> dict[int, MessageIdentity]: ...
 
     def search_message_id(self, message_id: str) -> list[int]: ...
+
+    def search_uids(self, start: int = 1) -> list[int]: ...
 
     def move(self, uids: Sequence[int], destination: str) -> dict[int, int]: ...
 
@@ -348,16 +352,29 @@ def _run_batch(
         purge_queries.mark_items(session, item_ids, ItemState.IN_FLIGHT, batch=batch_number)
     action = ItemAction(verified[0][0].action)
     refused: set[int] = set()
+    not_moved: set[int] = set()
     mapping: dict[int, int] = {}
     if action is ItemAction.MOVE:
         mapping = server.move(uids, policy.quarantine_folder)
+        if "UIDPLUS" in server.capabilities:
+            # why: COPYUID names every message the server moved (RFC 4315 §3); one left out
+            # was expunged by someone else after we verified it and is not in quarantine
+            not_moved = set(uids) - set(mapping)
     else:
         modseqs = [identity.modseq for _, identity in verified if identity.modseq is not None]
         unchanged_since = max(modseqs) if server.condstore and modseqs else None
         refused = server.delete(uids, unchanged_since=unchanged_since)
-    done = [item for item, _ in verified if item.uid not in refused]
+    done = [item for item, _ in verified if item.uid not in refused | not_moved]
     with store.transaction() as session:
         purge_queries.mark_items(session, [i.id for i in done], ItemState.DONE, done_at=now)
+        if not_moved:
+            purge_queries.mark_items(
+                session,
+                [i.id for i, _ in verified if i.uid in not_moved],
+                ItemState.SKIPPED,
+                outcome="gone from the server during execution",
+                done_at=now,
+            )
         if refused:
             # why: the server says these changed after we verified them; leave them alone
             purge_queries.mark_items(
@@ -374,7 +391,13 @@ def _run_batch(
             purge_queries.add_quarantine_entries(
                 session, _quarantine_rows(done, mapping, ref, account, policy, now)
             )
-        purge_queries.forget_messages(session, account, folder, [i.uid for i in done])
+        else:  # deleted for good: the proof commits with the state, before the index forgets
+            governance_queries.record_plan_tombstones(
+                session, plan_id=plan_id, item_ids=[i.id for i in done], action="deleted", at=now
+            )
+        purge_queries.forget_messages(
+            session, account, folder, [i.uid for i in done] + sorted(not_moved)
+        )
         audit.append(
             session,
             actor=actor,
@@ -385,6 +408,7 @@ def _run_batch(
                 "batch": batch_number,
                 "action": action.value,
                 "done": len(done),
+                "gone_before_move": len(not_moved),
                 "refused_by_server": len(refused),
                 "uidvalidity": status.uidvalidity,
             },
@@ -466,18 +490,25 @@ def _reconcile(
         moved: dict[int, int] = {}
         vanished: list[PlanItem] = []
         if gone and gone[0].action == ItemAction.MOVE.value:
-            quarantine = _select_for_plan(server, policy.quarantine_folder)
-            for item in gone:
-                found = server.search_message_id(item.message_id) if quarantine else []
-                if found:
-                    moved[item.id] = found[-1]
-                else:
-                    vanished.append(item)
+            if _select_for_plan(server, policy.quarantine_folder) is not None:
+                moved = _find_in_quarantine(store, server, policy, account, gone)
+            vanished = [i for i in gone if i.id not in moved]
         completed = [i for i in gone if i not in vanished]
+        # why: only UIDs checked under the planned UIDVALIDITY may be dropped from the index
+        checked = status is not None and all(i.uidvalidity == status.uidvalidity for i in items)
         with store.transaction() as session:
             purge_queries.mark_items(
                 session, [i.id for i in completed], ItemState.DONE, done_at=now
             )
+            if completed and completed[0].action == ItemAction.DELETE.value:
+                # deleted for good before the interruption: record the proof with the state
+                governance_queries.record_plan_tombstones(
+                    session,
+                    plan_id=plan_id,
+                    item_ids=[i.id for i in completed],
+                    action="deleted",
+                    at=now,
+                )
             purge_queries.set_target_uids(session, moved)
             if moved:
                 mapping = {i.uid: moved[i.id] for i in completed if i.id in moved}
@@ -487,7 +518,10 @@ def _reconcile(
                         [i for i in completed if i.id in moved], mapping, ref, account, policy, now
                     ),
                 )
-            purge_queries.forget_messages(session, account, folder, [i.uid for i in completed])
+            if checked:
+                purge_queries.forget_messages(
+                    session, account, folder, [i.uid for i in [*completed, *vanished]]
+                )
             if vanished:
                 purge_queries.mark_items(
                     session,
@@ -513,3 +547,45 @@ def _reconcile(
         outcome["completed before the interruption"] += len(completed)
         outcome["removed by someone else"] += len(vanished)
     return {k: v for k, v in outcome.items() if v}
+
+
+def _find_in_quarantine(
+    store: Store, server: PurgeServer, policy: Policy, account: str, items: list[PlanItem]
+) -> dict[int, int]:
+    """Where each moved item landed in the (selected) quarantine folder: item id → UID.
+
+    A match carries the item's Message-ID and size and is not already claimed by a
+    quarantine ledger entry or by another item here. Mail whose Message-ID cannot be
+    searched for (none at all, or characters SEARCH cannot carry) is matched by reading
+    the identities of the whole quarantine folder.
+    """
+    with store.transaction() as session:
+        claimed = {
+            entry.quarantine_uid
+            for entry in purge_queries.quarantine_entries(
+                session, account=account, states=("held", "expunging")
+            )
+            if entry.quarantine_folder == policy.quarantine_folder and entry.quarantine_uid
+        }
+    searched = {item.id: server.search_message_id(item.message_id) for item in items}
+    if all(searched.values()):
+        candidates = {uid for uids in searched.values() for uid in uids}
+    else:
+        candidates = set(server.search_uids(1))
+    identities = server.fetch_identity(sorted(candidates - claimed)) if candidates else {}
+    found: dict[int, int] = {}
+    taken: set[int] = set()
+    for item in items:
+        pool = searched[item.id] or list(identities)
+        for uid in sorted(pool, reverse=True):  # the newest copy is the one just moved
+            identity = identities.get(uid)
+            if (
+                uid not in taken
+                and identity is not None
+                and identity.message_id == item.message_id
+                and identity.size == item.size
+            ):
+                found[item.id] = uid
+                taken.add(uid)
+                break
+    return found

@@ -3,12 +3,18 @@
 The lock row names its holder as ``host:pid``. A holder on this host whose process no
 longer exists (killed, crashed) is taken over at once; any other holder is taken over
 only after its lease has run out, so a crashed run never blocks an account forever.
+
+Inside one process the lock belongs to the thread that took it: the same thread may
+enter again (``run`` holds it while it calls ``execute_plan``), another thread of the
+process is refused like another process — the database row alone cannot tell them
+apart, since both would be ``host:pid``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -18,7 +24,8 @@ from mailhygiene.store import lock_queries
 from mailhygiene.store.session import Store
 
 LEASE = timedelta(minutes=30)
-_HELD: set[tuple[str, str]] = set()
+_HELD: dict[tuple[str, str], int] = {}  # (store, account) -> the holding thread's ident
+_HELD_GUARD = threading.Lock()
 
 
 def this_process() -> str:
@@ -42,30 +49,49 @@ def _is_dead(holder: str) -> bool:
 def account_lock(store: Store, account: str, *, now: datetime, purpose: str) -> Iterator[None]:
     """Hold the account's run lock for the block, or refuse if another run holds it.
 
-    Re-entrant within a process: ``run`` holds it while it calls ``execute_plan``.
+    Re-entrant within a thread (``run`` holds it while it calls ``execute_plan``); another
+    thread of this process is refused, as another process is.
     """
     key = (store.url_for_display, account)
-    if key in _HELD:
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        owner = _HELD.get(key)
+        if owner is None:
+            _HELD[key] = me  # reserved before the database is asked, so no thread races us
+    if owner == me:
         yield
         return
-    holder = this_process()
-    with store.transaction() as session:
-        current = lock_queries.lock_holder(session, account)
-        dead = current is not None and _is_dead(current.holder)
-        acquired = lock_queries.try_acquire(
-            session, account, holder, now, now + LEASE, holder_is_dead=dead
+    if owner is not None:
+        # why: another thread of this process runs on the account; the row says "us" for both
+        raise SafetyRefusal(
+            f"another run in this process is working on account {account!r}; "
+            f"refusing to {purpose} at the same time"
         )
-        if not acquired:
-            # why: two runs moving mail in one account at once could race each other's checks
-            who = f"{current.holder}, since {current.acquired_at:%H:%M} UTC" if current else "?"
-            raise SafetyRefusal(
-                f"another run ({who}) is working on account {account!r}; "
-                f"refusing to {purpose} at the same time"
+    holder = this_process()
+    try:
+        with store.transaction() as session:
+            current = lock_queries.lock_holder(session, account)
+            dead = current is not None and _is_dead(current.holder)
+            acquired = lock_queries.try_acquire(
+                session, account, holder, now, now + LEASE, holder_is_dead=dead
             )
-    _HELD.add(key)
+            if not acquired:
+                # why: two runs moving mail in one account at once could race each other's checks
+                who = f"{current.holder}, since {current.acquired_at:%H:%M} UTC" if current else "?"
+                raise SafetyRefusal(
+                    f"another run ({who}) is working on account {account!r}; "
+                    f"refusing to {purpose} at the same time"
+                )
+    except BaseException:
+        with _HELD_GUARD:
+            _HELD.pop(key, None)
+        raise
     try:
         yield
     finally:
-        _HELD.discard(key)
-        with store.transaction() as session:
-            lock_queries.release(session, account, holder)
+        try:
+            with store.transaction() as session:
+                lock_queries.release(session, account, holder)
+        finally:
+            with _HELD_GUARD:  # only now: a thread reserving earlier would lose its row to us
+                _HELD.pop(key, None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
+from mailhygiene.governance import admit_for_planning
 from mailhygiene.holds import hold_lookup
 from mailhygiene.policy import Action, Policy, PurgeAction, decide
 from mailhygiene.purge.model import (
@@ -162,7 +163,12 @@ def plan_purge(
     message_rows: Sequence[int] | None = None,
     note: str = "",
 ) -> PlanSummary:
-    """Compute and store a plan (when it has anything to do) and audit its creation."""
+    """Compute and store a plan (when it has anything to do) and audit its creation.
+
+    Refused (``SafetyRefusal``) when an extend-only locked policy version is in force
+    and ``policy`` is not that version (``governance.admit_for_planning``).
+    """
+    admit_for_planning(store, policy, actor=actor, now=now)
     computed = compute_plan(
         store, policy, account=account, now=now, actor=actor, kind=kind, message_rows=message_rows
     )

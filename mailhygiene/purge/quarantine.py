@@ -28,7 +28,7 @@ from mailhygiene.policy import Policy
 from mailhygiene.purge.execute import is_protective_keyword, kept_now_check
 from mailhygiene.purge.lock import account_lock
 from mailhygiene.purge.model import PlanKind
-from mailhygiene.store import facts_queries, purge_queries
+from mailhygiene.store import facts_queries, governance_queries, purge_queries
 from mailhygiene.store.models import QuarantineEntry
 from mailhygiene.store.session import Session, Store
 
@@ -255,6 +255,9 @@ def expunge_due(
                 purge_queries.close_quarantine_entries(
                     session, [e.id for e, _ in gone], state="expunged", at=now, by=actor
                 )
+                governance_queries.record_quarantine_tombstones(
+                    session, {e.id: uid for e, uid in gone}, at=now
+                )
                 purge_queries.close_quarantine_entries(
                     session,
                     [e.id for e, uid in approved if uid in refused],
@@ -314,4 +317,8 @@ def _settle_expunging(
         )
         purge_queries.close_quarantine_entries(
             session, [e.id for e in missing], state="expunged", at=now, by=actor
+        )
+        # the expunge before the interruption deleted these for good: record the proof now
+        governance_queries.record_quarantine_tombstones(
+            session, {e.id: e.quarantine_uid for e in missing}, at=now
         )

@@ -329,3 +329,84 @@ __all__ = [
     "UTCDateTime",
     "User",
 ]
+
+
+class SubjectRequest(Base):
+    """A data-subject request (GDPR access or erasure): who asked, what was done, the deadline.
+
+    ``kind`` is ``find``, ``export`` or ``erase``; ``status`` is ``open`` until answered
+    (an erasure stays open until its plans have run), then ``done`` — or ``superseded``
+    when a later erasure for the same reference replaces it. ``plan_ref`` holds the
+    erasure plan references (one per account), space-separated.
+    """
+
+    __tablename__ = "subject_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    also_terms: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
+    kind: Mapped[str] = mapped_column(String(20))  # find | export | erase
+    requested_at: Mapped[datetime]
+    requested_by: Mapped[str] = mapped_column(String(200))
+    request_ref: Mapped[str] = mapped_column(String(200), default="")
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), index=True)  # open | done | superseded
+    found_count: Mapped[int] = mapped_column(Integer, default=0)
+    exported_to: Mapped[str | None] = mapped_column(Text)
+    plan_ref: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+__all__ += ["SubjectRequest"]
+
+
+class PolicyVersion(Base):
+    """A rules file that a plan was made under or that was adopted: its hash and text.
+
+    ``text`` is empty until someone who read the file records it (a plan made by code
+    that holds only the parsed policy). ``adoption_seq`` orders adoptions: the version
+    with the highest is the policy in force; its ``lock`` binds what may follow it.
+    """
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    lock: Mapped[str] = mapped_column(String(20), default="")
+    loaded_at: Mapped[datetime]
+    loaded_by: Mapped[str] = mapped_column(String(200))
+    adopted: Mapped[bool] = mapped_column(default=False)
+    adopted_at: Mapped[datetime | None]
+    adopted_by: Mapped[str | None] = mapped_column(String(200))
+    adoption_seq: Mapped[int | None] = mapped_column(Integer, unique=True)
+
+
+class Tombstone(Base):
+    """Proof that one message was deleted for good: which, under what rule, by whose plan.
+
+    No content and no addresses: the Message-ID only as its sha256. ``action`` is how
+    the plan disposed of it: ``moved`` (to quarantine, deleted when its grace period
+    ended — ``disposed_at`` is that deletion) or ``deleted`` (deleted directly).
+    """
+
+    __tablename__ = "tombstones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    message_id_hash: Mapped[str] = mapped_column(String(64), index=True)
+    folder: Mapped[str] = mapped_column(String(1000))
+    internal_date: Mapped[datetime | None]
+    date_header: Mapped[datetime | None]
+    size: Mapped[int] = mapped_column(BigInteger)
+    rule: Mapped[str] = mapped_column(String(240))  # the deciding reason, "kind:name"
+    policy_hash: Mapped[str] = mapped_column(String(64))
+    plan_ref: Mapped[str] = mapped_column(String(40))
+    approvers: Mapped[str] = mapped_column(Text)  # comma-separated names
+    disposed_at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(20))  # moved | deleted
+
+
+__all__ += ["PolicyVersion", "Tombstone"]

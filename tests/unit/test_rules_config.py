@@ -191,7 +191,7 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
         (
             '"odd.key" = 1\n' + MINIMAL,
             "rules.toml: \"odd.key\": unknown key 'odd.key'; known keys: version, timezone, "
-            "retention, cases, purge, rules",
+            "retention, cases, purge, policy, rules",
         ),
         (
             '[retention]\ndefault = "180"\n',
