@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write docs/cli.md from the click command tree, or check that it is current.
 
-    python scripts/gen_cli_docs.py          # rewrite docs/cli.md
-    python scripts/gen_cli_docs.py --check  # exit 1 if docs/cli.md is out of date
+python scripts/gen_cli_docs.py          # rewrite docs/cli.md
+python scripts/gen_cli_docs.py --check  # exit 1 if docs/cli.md is out of date
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from mailhygiene.cli.main import cli  # noqa: E402
 TARGET = ROOT / "docs" / "cli.md"
 
 
-def leaf_commands(group: click.Group, prefix: str = "mailhygiene"
-                  ) -> Iterator[tuple[str, click.Command]]:
+def leaf_commands(
+    group: click.Group, prefix: str = "mailhygiene"
+) -> Iterator[tuple[str, click.Command]]:
     for name in sorted(group.commands):
         command = group.commands[name]
         path = f"{prefix} {name}"
@@ -63,8 +64,7 @@ def main() -> int:
     text = render()
     if args.check:
         if not TARGET.exists() or TARGET.read_text(encoding="utf-8") != text:
-            print("docs/cli.md is out of date: run python scripts/gen_cli_docs.py",
-                  file=sys.stderr)
+            print("docs/cli.md is out of date: run python scripts/gen_cli_docs.py", file=sys.stderr)
             return 1
         return 0
     TARGET.parent.mkdir(exist_ok=True)

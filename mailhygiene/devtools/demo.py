@@ -72,8 +72,9 @@ def write_settings(workdir: Path, port: int, username: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=REPO / "demo-run")
-    parser.add_argument("--keep-server", action="store_true",
-                        help="leave Dovecot running and print how to connect")
+    parser.add_argument(
+        "--keep-server", action="store_true", help="leave Dovecot running and print how to connect"
+    )
     args = parser.parse_args()
     workdir: Path = args.workdir.resolve()
     if workdir.exists():
@@ -86,9 +87,11 @@ def main() -> int:
     server.start()
     try:
         summary = generate_demo_mailbox(server, server.username, seed=1, now=now)
-        print(f"{summary.total:,} messages in {', '.join(summary.folders)}; "
-              f"{len(summary.cases)} complaint threads; malformed: "
-              f"{', '.join(f'{k} {v}' for k, v in sorted(summary.malformed.items()))}")
+        print(
+            f"{summary.total:,} messages in {', '.join(summary.folders)}; "
+            f"{len(summary.cases)} complaint threads; malformed: "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(summary.malformed.items()))}"
+        )
         settings = write_settings(workdir, server.port, server.username)
         env = {**os.environ, "MAILHYGIENE_CONFIG": str(settings), PASSWORD_ENV: server.password}
 
@@ -136,9 +139,11 @@ def main() -> int:
         run(env, ADMIN, "audit", "verify")
         print(f"\nDone. Settings, index and server files are in {workdir}.")
         if args.keep_server:
-            print(f"Dovecot keeps running on 127.0.0.1:{server.port}; user {server.username}, "
-                  f"password {server.password}. Try: export MAILHYGIENE_CONFIG={settings} "
-                  f"{PASSWORD_ENV}=<password>; mailhygiene search subject:reklamation")
+            print(
+                f"Dovecot keeps running on 127.0.0.1:{server.port}; user {server.username}, "
+                f"password {server.password}. Try: export MAILHYGIENE_CONFIG={settings} "
+                f"{PASSWORD_ENV}=<password>; mailhygiene search subject:reklamation"
+            )
         return 0
     finally:
         if not args.keep_server:

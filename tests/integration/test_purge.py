@@ -56,31 +56,49 @@ class World:
 
     def deliver(self, folder: str, count: int, when: datetime, prefix: str) -> None:
         append_messages(
-            self.account.host, self.account.port, self.account.username, self.account.password,
+            self.account.host,
+            self.account.port,
+            self.account.username,
+            self.account.password,
             folder,
             [
-                (message_bytes(subject=f"{prefix} {i}", from_="kund@example.se",
-                               message_id=f"<{prefix}-{i}@example.se>", date=when), (), when)
+                (
+                    message_bytes(
+                        subject=f"{prefix} {i}",
+                        from_="kund@example.se",
+                        message_id=f"<{prefix}-{i}@example.se>",
+                        date=when,
+                    ),
+                    (),
+                    when,
+                )
                 for i in range(count)
             ],
         )
 
     def sync(self) -> None:
-        request = SyncRequest(account=self.settings.name, host=self.settings.host,
-                              username=self.settings.username)
+        request = SyncRequest(
+            account=self.settings.name, host=self.settings.host, username=self.settings.username
+        )
         with self.server() as server:
             sync_account(self.store, server, request, now=NOW)
 
     def plan(self, **kw: object) -> str:
-        summary = plan_purge(self.store, self.policy, account=self.settings.name,
-                             now=kw.pop("now", NOW), actor="planner")  # type: ignore[arg-type]
+        summary = plan_purge(
+            self.store,
+            self.policy,
+            account=self.settings.name,
+            now=kw.pop("now", NOW),
+            actor="planner",
+        )  # type: ignore[arg-type]
         assert summary.ref is not None
         return summary.ref
 
     def execute(self, ref: str, **kw: object):  # type: ignore[no-untyped-def]
         with self.server() as server:
-            return execute_plan(self.store, server, self.policy, ref, actor="manager",
-                                now=kw.get("now", NOW))  # type: ignore[arg-type]
+            return execute_plan(
+                self.store, server, self.policy, ref, actor="manager", now=kw.get("now", NOW)
+            )  # type: ignore[arg-type]
 
     def folder_message_ids(self, folder: str) -> set[str]:
         conn = self.imap()
@@ -104,12 +122,17 @@ class World:
 @pytest.fixture
 def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
     settings = AccountSettings(
-        name="support", host=mailbox.host, port=mailbox.port, security="none",
-        username=mailbox.username, password=PasswordSource(env="UNUSED"),
+        name="support",
+        host=mailbox.host,
+        port=mailbox.port,
+        security="none",
+        username=mailbox.username,
+        password=PasswordSource(env="UNUSED"),
     )
     store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
-    policy = Policy(default_keep=Duration.parse("180d"), auto_approve_limit=1000,
-                    source_hash="test-policy")
+    policy = Policy(
+        default_keep=Duration.parse("180d"), auto_approve_limit=1000, source_hash="test-policy"
+    )
     w = World(mailbox, settings, store, policy)
     w.deliver("INBOX", 6, OLD, "old")
     w.deliver("INBOX", 3, RECENT, "new")
@@ -123,11 +146,14 @@ def test_end_to_end_moves_only_expired_mail_to_quarantine(world: World) -> None:
     assert len(world.items(ref)) == 6
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
     report = world.execute(ref)
-    assert report.status == "done" and report.done == 6 and not report.skipped
+    assert report.status == "done"
+    assert report.done == 6
+    assert not report.skipped
     assert world.folder_message_ids("INBOX") == {f"new-{i}@example.se" for i in range(3)}
     assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
     entries = list_quarantine(world.store, account="support")
-    assert len(entries) == 6 and all(e.purge_after == NOW + timedelta(days=30) for e in entries)
+    assert len(entries) == 6
+    assert all(e.purge_after == NOW + timedelta(days=30) for e in entries)
     with world.store.transaction() as session:
         remaining = session.scalars(select(Message.message_id)).all()
     assert sorted(remaining) == sorted(f"new-{i}@example.se" for i in range(3))
@@ -173,15 +199,30 @@ def test_bulk_plan_needs_a_second_person(world: World) -> None:
 
 def _link_case(world: World, message_id: str, *, is_open: bool) -> None:
     with world.store.transaction() as session:
-        session.execute(update(Message).where(Message.message_id == message_id)
-                        .values(thread_id="thread-x"))
-        case = Case(ref="REK-2025-0042", title="t", status="open" if is_open else "closed",
-                    created_how="manual", opened_at=NOW, opened_by="support",
-                    closed_at=None if is_open else NOW - timedelta(days=1))
+        session.execute(
+            update(Message).where(Message.message_id == message_id).values(thread_id="thread-x")
+        )
+        case = Case(
+            ref="REK-2025-0042",
+            title="t",
+            status="open" if is_open else "closed",
+            created_how="manual",
+            opened_at=NOW,
+            opened_by="support",
+            closed_at=None if is_open else NOW - timedelta(days=1),
+        )
         session.add(case)
         session.flush()
-        session.add(CaseThread(case_id=case.id, thread_id="thread-x", how="manual",
-                               linked_at=NOW, linked_by="support", note=""))
+        session.add(
+            CaseThread(
+                case_id=case.id,
+                thread_id="thread-x",
+                how="manual",
+                linked_at=NOW,
+                linked_by="support",
+                note="",
+            )
+        )
 
 
 def test_case_opened_after_the_plan_keeps_its_mail(world: World) -> None:
@@ -197,8 +238,14 @@ def test_case_opened_after_the_plan_keeps_its_mail(world: World) -> None:
 def test_hold_placed_after_the_plan_keeps_its_mail(world: World) -> None:
     ref = world.plan()
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
-    place_hold(world.store, name="tvist-2026", query="subject:\"old 1\"",
-               reason="court case", actor="admin", now=NOW)
+    place_hold(
+        world.store,
+        name="tvist-2026",
+        query='subject:"old 1"',
+        reason="court case",
+        actor="admin",
+        now=NOW,
+    )
     report = world.execute(ref)
     assert report.done == 5
     assert report.skipped == {"kept now: hold tvist-2026": 1}
@@ -258,17 +305,24 @@ def test_crash_between_journal_and_command_resumes_without_loss(world: World) ->
     not_sent, sent = items[:2], items[2:4]
     with world.store.transaction() as session:
         session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
-        session.execute(update(PlanItem).where(PlanItem.id.in_([i.id for i in items[:4]]))
-                        .values(state=ItemState.IN_FLIGHT.value, batch=1))
+        session.execute(
+            update(PlanItem)
+            .where(PlanItem.id.in_([i.id for i in items[:4]]))
+            .values(state=ItemState.IN_FLIGHT.value, batch=1)
+        )
     conn = world.imap()  # the MOVE of the second pair had reached the server
     conn.create("Quarantine")
     conn.select("INBOX")
     conn.uid("MOVE", ",".join(str(i.uid) for i in sent), "Quarantine")
     conn.logout()
     report = world.execute(ref)
-    assert report.status == "done" and report.done == 6 and not report.skipped
-    assert report.reconciled == {"not yet acted on; will be re-verified": 2,
-                                 "completed before the interruption": 2}
+    assert report.status == "done"
+    assert report.done == 6
+    assert not report.skipped
+    assert report.reconciled == {
+        "not yet acted on; will be re-verified": 2,
+        "completed before the interruption": 2,
+    }
     assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
     assert len(list_quarantine(world.store, account="support")) == 6
     assert {i.message_id for i in not_sent} <= world.folder_message_ids("Quarantine")
@@ -282,8 +336,11 @@ def test_resume_after_crash_in_delete_unflags_then_reverifies(world: World) -> N
     first = min(world.items(ref), key=lambda i: i.uid)
     with world.store.transaction() as session:
         session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
-        session.execute(update(PlanItem).where(PlanItem.id == first.id)
-                        .values(state=ItemState.IN_FLIGHT.value, batch=1))
+        session.execute(
+            update(PlanItem)
+            .where(PlanItem.id == first.id)
+            .values(state=ItemState.IN_FLIGHT.value, batch=1)
+        )
     conn = world.imap()
     conn.select("INBOX")
     conn.uid("STORE", str(first.uid), "+FLAGS", "(\\Deleted)")
@@ -321,12 +378,18 @@ def test_no_bare_expunge_is_ever_sent(world: World, monkeypatch: pytest.MonkeyPa
 def test_delete_is_refused_on_a_server_without_uidplus(tmp_path: Path) -> None:
     with ThrowawayDovecot(capabilities_off={"UIDPLUS", "MOVE"}) as server:
         account = server.account()
-        settings = AccountSettings(name="support", host=account.host, port=account.port,
-                                   security="none", username=account.username,
-                                   password=PasswordSource(env="UNUSED"))
+        settings = AccountSettings(
+            name="support",
+            host=account.host,
+            port=account.port,
+            security="none",
+            username=account.username,
+            password=PasswordSource(env="UNUSED"),
+        )
         store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
-        policy = Policy(default_keep=Duration.parse("180d"), purge_action=PurgeAction.DELETE,
-                        source_hash="p")
+        policy = Policy(
+            default_keep=Duration.parse("180d"), purge_action=PurgeAction.DELETE, source_hash="p"
+        )
         w = World(account, settings, store, policy)
         w.deliver("INBOX", 2, OLD, "old")
         w.sync()
@@ -344,17 +407,36 @@ def test_quarantine_restore_and_expunge_after_grace(world: World) -> None:
     world.execute(ref)
     entries = list_quarantine(world.store, account="support")
     with world.server() as server:
-        report = restore(world.store, server, world.policy, account="support", actor="manager",
-                         now=NOW, entry_ids=[entries[0].id])
+        report = restore(
+            world.store,
+            server,
+            world.policy,
+            account="support",
+            actor="manager",
+            now=NOW,
+            entry_ids=[entries[0].id],
+        )
     assert report.restored == 1
     assert entries[0].message_id in world.folder_message_ids("INBOX")
     world.sync()  # the quarantine folder must be indexed before final deletion
     with world.server() as server:
-        early = expunge_due(world.store, server, world.policy, account="support",
-                            actor="scheduler", now=NOW + timedelta(days=29))
+        early = expunge_due(
+            world.store,
+            server,
+            world.policy,
+            account="support",
+            actor="scheduler",
+            now=NOW + timedelta(days=29),
+        )
         assert early.expunged == 0
-        done = expunge_due(world.store, server, world.policy, account="support",
-                           actor="scheduler", now=NOW + timedelta(days=31))
+        done = expunge_due(
+            world.store,
+            server,
+            world.policy,
+            account="support",
+            actor="scheduler",
+            now=NOW + timedelta(days=31),
+        )
     assert done.expunged == 5
     assert world.folder_message_ids("Quarantine") == set()
     assert entries[0].message_id in world.folder_message_ids("INBOX")
@@ -370,8 +452,14 @@ def test_quarantine_expunge_keeps_mail_that_got_a_case_keyword(world: World) -> 
     conn.logout()
     world.sync()
     with world.server() as server:
-        report = expunge_due(world.store, server, world.policy, account="support",
-                             actor="scheduler", now=NOW + timedelta(days=31))
+        report = expunge_due(
+            world.store,
+            server,
+            world.policy,
+            account="support",
+            actor="scheduler",
+            now=NOW + timedelta(days=31),
+        )
     assert report.expunged == 5
     assert sum(report.skipped.values()) == 1
     assert len(world.folder_message_ids("Quarantine")) == 1

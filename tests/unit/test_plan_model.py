@@ -7,9 +7,16 @@ from mailhygiene.purge.model import ItemAction, PlanKind, PlannedMessage, conten
 
 def item(uid: int, **changes: object) -> PlannedMessage:
     values: dict[str, object] = {
-        "message_row": uid, "folder": "INBOX", "uidvalidity": 7, "uid": uid,
-        "message_id": f"m{uid}@x", "size": 100, "internal_date": None,
-        "action": ItemAction.MOVE, "reason_kind": "default", "reason_name": "default",
+        "message_row": uid,
+        "folder": "INBOX",
+        "uidvalidity": 7,
+        "uid": uid,
+        "message_id": f"m{uid}@x",
+        "size": 100,
+        "internal_date": None,
+        "action": ItemAction.MOVE,
+        "reason_kind": "default",
+        "reason_name": "default",
         "reason_detail": "",
     }
     values.update(changes)

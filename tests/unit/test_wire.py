@@ -61,7 +61,9 @@ def test_quoted_mailbox_never_contains_a_line_break(name):
         wire = quote_mailbox(name)
     except InputError:
         return
-    assert b"\r" not in wire and b"\n" not in wire and b"\x00" not in wire
+    assert b"\r" not in wire
+    assert b"\n" not in wire
+    assert b"\x00" not in wire
 
 
 @pytest.mark.parametrize("keyword", ["$Reklamation", "$Reklamation_REK-2025-0042", "Junk"])
