@@ -100,17 +100,10 @@ def _open_cases(facts: MessageFacts, policy: Policy) -> list[_Finding]:
         for ref in sorted({case.ref for case in facts.cases if case.is_open})
     ]
     wanted = policy.case_keyword.casefold()
-    # The keyword is how staff mark complaint mail in their client before it is linked.
-    # Once the thread is linked to a case, the case's own dates decide: mailhygiene mirrors
-    # the keyword onto every linked message, so as a reason of its own it would keep a
-    # closed case's mail forever. (Execution separately refuses any message that gained
-    # the keyword on the server after the plan was made.)
     # Case-insensitive on purpose: a keyword spelled differently by a client must still keep.
-    if (
-        wanted
-        and not facts.cases
-        and any(keyword.casefold() == wanted for keyword in facts.keywords)
-    ):
+    # It keeps even on a thread linked to a closed case: staff may have marked a late reply
+    # to protect it, and losing such mail is worse than keeping a closed case's mail longer.
+    if wanted and any(keyword.casefold() == wanted for keyword in facts.keywords):
         detail = "marked with the case keyword in a mail client: kept until the mark is removed"
         findings.append(
             _Finding(Reason(ReasonKind.CASE_KEYWORD, policy.case_keyword, detail), None)

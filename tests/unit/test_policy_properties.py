@@ -193,23 +193,13 @@ def test_an_open_case_always_keeps(facts: MessageFacts, policy: Policy, now: dat
 
 @EXAMPLES
 @given(message_facts, policies, instants, st.sampled_from(["$Reklamation", "$REKLAMATION"]))
-def test_the_case_keyword_always_keeps_mail_not_yet_linked_to_a_case(
+def test_the_case_keyword_always_keeps(
     facts: MessageFacts, policy: Policy, now: datetime, keyword: str
 ) -> None:
-    marked = dataclasses.replace(facts, cases=(), keywords=facts.keywords | {keyword})
+    marked = dataclasses.replace(facts, keywords=facts.keywords | {keyword})
     verdict = decide(marked, policy, now)
     assert (verdict.action, verdict.keep_until) == (Action.KEEP, None)
     assert ReasonKind.CASE_KEYWORD in {reason.kind for reason in verdict.reasons}
-
-
-@EXAMPLES
-@given(message_facts, policies, instants, case_links(), st.sampled_from(["$Reklamation"]))
-def test_on_linked_mail_the_case_decides_and_the_keyword_changes_nothing(
-    facts: MessageFacts, policy: Policy, now: datetime, case: CaseLink, keyword: str
-) -> None:
-    linked = dataclasses.replace(facts, cases=(*facts.cases, case))
-    marked = dataclasses.replace(linked, keywords=linked.keywords | {keyword})
-    assert decide(marked, policy, now) == decide(linked, policy, now)
 
 
 @EXAMPLES
