@@ -21,6 +21,7 @@ from typing import Protocol
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
+from mailhygiene.cases.service import link_after_sync
 from mailhygiene.errors import FolderError, NotFoundError
 from mailhygiene.holds import hold_lookup
 from mailhygiene.mailbox import FolderStatus, MessageIdentity
@@ -179,6 +180,9 @@ def expunge_due(
     report = QuarantineReport()
     skipped: Counter[str] = Counter()
     with account_lock(store, account, now=now, purpose="expunge the quarantine"):
+        # why: a case may have been linked since the move; thread the indexed quarantine
+        # copies and bring case links up to date before judging anything final.
+        link_after_sync(store, policy, account, now, actor)
         with store.transaction() as session:
             settling = purge_queries.quarantine_entries(
                 session, account=account, states=("expunging",)
@@ -223,6 +227,10 @@ def expunge_due(
             if identity is None or row is None or row.message_id != entry.message_id:
                 # why: without a current index row we cannot know of new cases or holds
                 skipped["not indexed yet in the quarantine folder; run sync first"] += 1
+                continue
+            if row.thread_id is None:
+                # why: case links live on threads; an unthreaded row cannot show its case
+                skipped["not threaded yet; run 'mailhygiene sync' first"] += 1
                 continue
             if any(is_protective_keyword(k, policy) for k in identity.flags):
                 skipped["case keyword on the server"] += 1
