@@ -74,8 +74,13 @@ class Figure:
 
 def account_for(dovecot: ThrowawayDovecot, user: str) -> AccountSettings:
     return AccountSettings(
-        name=user.split("@")[0], host="127.0.0.1", port=dovecot.port, security="none",
-        username=user, password=PasswordSource(env="UNUSED"), timeout=600,
+        name=user.split("@")[0],
+        host="127.0.0.1",
+        port=dovecot.port,
+        security="none",
+        username=user,
+        password=PasswordSource(env="UNUSED"),
+        timeout=600,
     )
 
 
@@ -127,25 +132,48 @@ def new_store(kind: str, workdir: Path) -> tuple[Store, Callable[[], None]]:
     return store, drop
 
 
-def bench_index(dovecot: ThrowawayDovecot, user: str, password: str, kind: str, workdir: Path,
-                count: int, floor_index: float) -> list[Figure]:
+def bench_index(
+    dovecot: ThrowawayDovecot,
+    user: str,
+    password: str,
+    kind: str,
+    workdir: Path,
+    count: int,
+    floor_index: float,
+) -> list[Figure]:
     figures: list[Figure] = []
     store, cleanup = new_store(kind, workdir)
     account = account_for(dovecot, user)
-    request = SyncRequest(account=account.name, host=account.host, username=user,
-                          only_folders=(FOLDER,))
+    request = SyncRequest(
+        account=account.name, host=account.host, username=user, only_folders=(FOLDER,)
+    )
     per_100k = count / 100_000
     try:
         with ImapMailServer(account, password) as server:
             seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
-            figures.append(Figure(f"initial sync [{kind}]", seconds, floor_index, "≤ 1.5× floor",
-                                  seconds <= 1.5 * floor_index))
+            figures.append(
+                Figure(
+                    f"initial sync [{kind}]",
+                    seconds,
+                    floor_index,
+                    "≤ 1.5× floor",
+                    seconds <= 1.5 * floor_index,
+                )
+            )
             seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
-            figures.append(Figure(f"no-change resync [{kind}]", seconds, None,
-                                  f"≤ {0.3 * per_100k:.2f} s", seconds <= 0.3 * per_100k))
+            figures.append(
+                Figure(
+                    f"no-change resync [{kind}]",
+                    seconds,
+                    None,
+                    f"≤ {0.3 * per_100k:.2f} s",
+                    seconds <= 0.3 * per_100k,
+                )
+            )
         extra = max(1, count // 100)
-        generate_bulk(dovecot, user, FOLDER, extra, seed=SEED + 100 + len(kind), now=NOW,
-                      age_days=(0, 2))
+        generate_bulk(
+            dovecot, user, FOLDER, extra, seed=SEED + 100 + len(kind), now=NOW, age_days=(0, 2)
+        )
         with ImapMailServer(account, password) as server:
             seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
             figures.append(Figure(f"resync after +1% ({extra} new) [{kind}]", seconds))
@@ -169,9 +197,16 @@ def bench_after_sync(store: Store, account: str, kind: str, count: int) -> list[
         lambda: compute_plan(store, policy, account=account, now=NOW, actor="bench")
     )
     planned = computed.summary.item_count  # type: ignore[attr-defined]
-    figures.append(Figure(f"plan computation [{kind}]", seconds, None,
-                          f"≤ {1.0 * per_100k:.2f} s", seconds <= 1.0 * per_100k,
-                          note=f"{planned:,} planned"))
+    figures.append(
+        Figure(
+            f"plan computation [{kind}]",
+            seconds,
+            None,
+            f"≤ {1.0 * per_100k:.2f} s",
+            seconds <= 1.0 * per_100k,
+            note=f"{planned:,} planned",
+        )
+    )
     return figures
 
 
@@ -195,35 +230,45 @@ def raw_move(dovecot: ThrowawayDovecot, user: str, password: str) -> tuple[float
     return searched - started, moved - searched, len(uids)
 
 
-def our_move(dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
-             ) -> tuple[float, int]:
+def our_move(
+    dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
+) -> tuple[float, int]:
     """Index, plan (default 365 d, no rules), approve, and time the execution only."""
     from mailhygiene.policy import Duration, Policy
     from mailhygiene.purge.approve import approve_plan
     from mailhygiene.purge.execute import execute_plan
     from mailhygiene.purge.plan import plan_purge
 
-    policy = Policy(default_keep=Duration.parse("365d"), quarantine_folder=MOVE_TARGET,
-                    auto_approve_limit=10**9, source_hash="bench")
+    policy = Policy(
+        default_keep=Duration.parse("365d"),
+        quarantine_folder=MOVE_TARGET,
+        auto_approve_limit=10**9,
+        source_hash="bench",
+    )
     store, cleanup = new_store("sqlite", workdir)
     account = account_for(dovecot, user)
-    request = SyncRequest(account=account.name, host=account.host, username=user,
-                          only_folders=(FOLDER,))
+    request = SyncRequest(
+        account=account.name, host=account.host, username=user, only_folders=(FOLDER,)
+    )
     try:
         with ImapMailServer(account, password) as server:
             sync_account(store, server, request, now=NOW)
             summary = plan_purge(store, policy, account=account.name, now=NOW, actor="planner")
             assert summary.ref is not None
             approve_plan(store, summary.ref, policy, actor="manager", now=NOW)
-            seconds, report = timed(lambda: execute_plan(store, server, policy, summary.ref or "",
-                                                         actor="manager", now=NOW))
+            seconds, report = timed(
+                lambda: execute_plan(
+                    store, server, policy, summary.ref or "", actor="manager", now=NOW
+                )
+            )
         return seconds, report.done  # type: ignore[attr-defined]
     finally:
         cleanup()
 
 
-def imapfilter_move(dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
-                    ) -> tuple[float, int] | None:
+def imapfilter_move(
+    dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
+) -> tuple[float, int] | None:
     binary = shutil.which("imapfilter")
     if binary is None:
         return None
@@ -236,8 +281,12 @@ def imapfilter_move(dovecot: ThrowawayDovecot, user: str, password: str, workdir
         f"results:move_messages(acct['{MOVE_TARGET}'])\n"
     )
     started = time.perf_counter()
-    subprocess.run([binary, "-c", str(config)], check=True, capture_output=True,
-                   env={**os.environ, "HOME": str(workdir)})
+    subprocess.run(
+        [binary, "-c", str(config)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HOME": str(workdir)},
+    )
     seconds = time.perf_counter() - started
     imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
     imap.login(user, password)
@@ -266,20 +315,26 @@ def peak_rss_of_sync(dovecot: ThrowawayDovecot, user: str, password: str, workdi
         f"only_folders=({FOLDER!r},)), now=datetime.now(UTC))\n"
         "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                            text=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
     return float(output.strip().splitlines()[-1])
 
 
 def render(figures: list[Figure], header: str) -> str:
-    lines = [header, "", "| figure | seconds | floor (s) | ratio | goal | met | note |",
-             "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+    lines = [
+        header,
+        "",
+        "| figure | seconds | floor (s) | ratio | goal | met | note |",
+        "| --- | ---: | ---: | ---: | --- | --- | --- |",
+    ]
     for f in figures:
         ratio = f"{f.ratio:.2f}×" if f.ratio else ""
         floor = f"{f.floor:.2f}" if f.floor else ""
         met = "" if f.ok is None else ("yes" if f.ok else "NO")
-        lines.append(f"| {f.name} | {f.seconds:.2f} | {floor} | {ratio} | {f.goal} | {met} | "
-                     f"{f.note} |")
+        lines.append(
+            f"| {f.name} | {f.seconds:.2f} | {floor} | {ratio} | {f.goal} | {met} | {f.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -296,15 +351,21 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mh-bench-"))
     try:
         with ThrowawayDovecot() as dovecot:
-            users = {name: dovecot.add_user(f"{name}@bench.example")
-                     for name in ("index", "raw", "ours", "filter")}
+            users = {
+                name: dovecot.add_user(f"{name}@bench.example")
+                for name in ("index", "raw", "ours", "filter")
+            }
             started = time.perf_counter()
             for name, _pw in users.items():
                 if name == "index" or not args.skip_move:
-                    generate_bulk(dovecot, f"{name}@bench.example", FOLDER, count, seed=SEED,
-                                  now=NOW)
-            print(f"generated {count:,} messages per mailbox in "
-                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+                    generate_bulk(
+                        dovecot, f"{name}@bench.example", FOLDER, count, seed=SEED, now=NOW
+                    )
+            print(
+                f"generated {count:,} messages per mailbox in "
+                f"{time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+            )
             user, password = "index@bench.example", users["index"]
             fetch_s, index_s = raw_floor(dovecot, user, password)
             figures.append(Figure("floor: raw UID FETCH 1:*", fetch_s))
@@ -315,25 +376,41 @@ def main() -> int:
             if not args.skip_move:
                 search_s, move_s, raw_moved = raw_move(dovecot, "raw@bench.example", users["raw"])
                 floor = search_s + move_s
-                figures.append(Figure("floor: raw UID SEARCH + UID MOVE", floor,
-                                      note=f"{raw_moved:,} moved"))
-                ours_s, ours_moved = our_move(dovecot, "ours@bench.example", users["ours"],
-                                              workdir)
-                figures.append(Figure("purge execute (move, re-verified)", ours_s, floor,
-                                      "≤ 1.2× floor", ours_s <= 1.2 * floor,
-                                      note=f"{ours_moved:,} moved"))
+                figures.append(
+                    Figure("floor: raw UID SEARCH + UID MOVE", floor, note=f"{raw_moved:,} moved")
+                )
+                ours_s, ours_moved = our_move(dovecot, "ours@bench.example", users["ours"], workdir)
+                figures.append(
+                    Figure(
+                        "purge execute (move, re-verified)",
+                        ours_s,
+                        floor,
+                        "≤ 1.2× floor",
+                        ours_s <= 1.2 * floor,
+                        note=f"{ours_moved:,} moved",
+                    )
+                )
                 peer = imapfilter_move(dovecot, "filter@bench.example", users["filter"], workdir)
                 if peer is not None:
-                    figures.append(Figure("imapfilter move (peer)", peer[0], floor,
-                                          note=f"{peer[1]:,} moved"))
+                    figures.append(
+                        Figure("imapfilter move (peer)", peer[0], floor, note=f"{peer[1]:,} moved")
+                    )
             rss = peak_rss_of_sync(dovecot, user, password, workdir)
-            figures.append(Figure("peak RSS of a full sync (MB, child process)", rss,
-                                  goal="≤ 300 MB", ok=rss <= 300))
+            figures.append(
+                Figure(
+                    "peak RSS of a full sync (MB, child process)",
+                    rss,
+                    goal="≤ 300 MB",
+                    ok=rss <= 300,
+                )
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    header = (f"mailhygiene benchmark — {count:,} messages, {platform.python_implementation()} "
-              f"{platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}, "
-              f"{datetime.now(UTC):%Y-%m-%d}")
+    header = (
+        f"mailhygiene benchmark — {count:,} messages, {platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
     if args.json:
         print(json.dumps([{**f.__dict__, "ratio": f.ratio} for f in figures], indent=2))
     else:

@@ -17,7 +17,7 @@ import imaplib
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
@@ -32,24 +32,21 @@ from mailhygiene.errors import (
     ConnectError,
     FolderError,
     ImapError,
+    InputError,
     SafetyRefusal,
     TlsError,
 )
-from mailhygiene.imap.headers import INDEX_HEADER_FIELDS, build_indexed_message, parse_internaldate
+from mailhygiene.imap.headers import (
+    _FETCH_FLAGS,
+    _FETCH_MODSEQ,
+    _FETCH_UID,
+    INDEX_HEADER_FIELDS,
+    parse_index_fetch,
+    split_flags,
+)
 from mailhygiene.imap.wire import chunked_uid_sets, keyword_atom, parse_uid_set, quote_mailbox
 from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage, MessageIdentity
 
-_UID = re.compile(rb"\bUID (\d+)")
-_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
-_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-_MODSEQ = re.compile(rb"\bMODSEQ \((\d+)\)")
-# Dovecot's (and most servers') order for the items we ask for, matched in one pass.
-_USUAL_ORDER = re.compile(
-    rb'\(UID (\d+) FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" '
-    rb"RFC822\.SIZE (\d+)(?: MODSEQ \((\d+)\))? "
-)
-_HEADER_ITEM = re.compile(rb"\bBODY\[HEADER\.FIELDS")
 _ESEARCH_ALL = re.compile(rb"\bALL ([\d:,]+)")
 _FETCH_HEADERS = "BODY.PEEK[HEADER.FIELDS (" + " ".join(INDEX_HEADER_FIELDS) + ")]"
 
@@ -68,7 +65,8 @@ _PER_COMMAND_RESPONSES = (
 @contextmanager
 def _translated(account: AccountSettings, action: str, folder: str | None = None) -> Iterator[None]:
     """Translate socket, TLS and IMAP errors raised during ``action`` into ours."""
-    where = f"{account.host}:{account.port}"
+    host = f"[{account.host}]" if ":" in account.host else account.host  # IPv6
+    where = f"{host}:{account.port}"
     try:
         yield
     except ssl.SSLCertVerificationError as exc:
@@ -82,6 +80,11 @@ def _translated(account: AccountSettings, action: str, folder: str | None = None
             f"and port in [accounts.{account.name}]"
         ) from None
     except imap_exc.LoginError as exc:
+        if isinstance(exc.__context__, imaplib.IMAP4.abort | OSError | EOFError):
+            # imapclient wraps a connection lost during LOGIN in LoginError: not a password.
+            raise ConnectError(
+                f"connection to {where} was lost during login; run the command again"
+            ) from None
         raise AuthError(
             f"login as {account.username} on {where} was refused ({_server_text(exc)}); "
             f"check the password in {account.password.describe()}"
@@ -96,7 +99,18 @@ def _translated(account: AccountSettings, action: str, folder: str | None = None
             f"{where} did not answer within {account.timeout:g} s while trying to {action}; "
             "the server may be down or slow — run the command again later"
         ) from None
-    except (imaplib.IMAP4.abort, ConnectionError, EOFError, OSError) as exc:
+    except OSError as exc:
+        if action == "connect" and not isinstance(exc, ConnectionError):
+            # No route, network down, address not available: nothing was lost yet.
+            raise ConnectError(
+                f"cannot reach {where} ({exc.strerror or exc}); check host and port in "
+                f"[accounts.{account.name}] and the network"
+            ) from None
+        raise ConnectError(
+            f"connection to {where} was lost while trying to {action} ({exc}); "
+            "run the command again: it resumes where it stopped"
+        ) from None
+    except (imaplib.IMAP4.abort, EOFError) as exc:
         raise ConnectError(
             f"connection to {where} was lost while trying to {action} ({exc}); "
             "run the command again: it resumes where it stopped"
@@ -146,7 +160,13 @@ class ImapMailServer:
 
     def connect(self) -> None:
         account = self.account
-        context = self._ssl_context()
+        try:
+            context = self._ssl_context()
+        except OSError as exc:  # ssl.SSLError too: a ca_file that is not a PEM certificate
+            raise TlsError(
+                f"cannot use ca_file {account.ca_file} of [accounts.{account.name}] "
+                f"({exc.strerror or exc}); point it at a readable PEM certificate file"
+            ) from None
         with _translated(account, "connect"):
             client = IMAPClient(
                 account.host,
@@ -155,20 +175,44 @@ class ImapMailServer:
                 ssl_context=context,
                 timeout=account.timeout,
             )
-            if account.security == "starttls":
-                client.starttls(context)
-            client.login(account.username, self._password)
-            # imapclient sets imaplib's debug level to 5 and logs every protocol line; on a
-            # 100k-message fetch that logging costs more than parsing. Our own errors carry
-            # the context that matters.
-            client._imap.debug = 0
-            self._client = client
-            self.capabilities = frozenset(
-                cap.decode("ascii", "replace").upper() for cap in client.capabilities()
-            )
-            if "CONDSTORE" in self.capabilities:
-                client.enable("CONDSTORE")
-                self.condstore = True
+        try:
+            with _translated(account, "log in"):
+                if account.security == "starttls":
+                    if b"STARTTLS" not in client.capabilities():
+                        raise TlsError(
+                            f"{account.host}:{account.port} does not offer STARTTLS; set "
+                            f"security and port in [accounts.{account.name}] to what the "
+                            'server supports (usually security = "tls" with port 993)'
+                        )
+                    client.starttls(context)
+                if f"{account.username}{self._password}".isascii():
+                    client.login(account.username, self._password)
+                elif b"AUTH=PLAIN" in client.capabilities():
+                    # LOGIN carries ASCII only; AUTHENTICATE PLAIN carries UTF-8 (RFC 4616).
+                    client.plain_login(account.username, self._password)
+                else:
+                    raise AuthError(
+                        f"the username or password of [accounts.{account.name}] has non-ASCII "
+                        f"characters, which {account.host} could only accept with AUTHENTICATE "
+                        "PLAIN, and it does not offer that; use an ASCII password"
+                    )
+                # imapclient sets imaplib's debug level to 5 and logs every protocol line; on
+                # a 100k-message fetch that logging costs more than parsing. Our own errors
+                # carry the context that matters.
+                client._imap.debug = 0
+                capabilities = frozenset(
+                    cap.decode("ascii", "replace").upper() for cap in client.capabilities()
+                )
+                if "CONDSTORE" in capabilities:
+                    client.enable("CONDSTORE")
+        except BaseException:
+            # A refused login (or STARTTLS) must not leave the connection open behind it.
+            with suppress(OSError):
+                client.shutdown()
+            raise
+        self._client = client
+        self.capabilities = capabilities
+        self.condstore = "CONDSTORE" in capabilities
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if self.account.security == "none":
@@ -224,7 +268,9 @@ class ImapMailServer:
     def create_folder(self, folder: str) -> None:
         quote_mailbox(folder)
         with _translated(self.account, f"create folder {folder!r}"):
-            if not self.client.folder_exists(folder):
+            # Not folder_exists(): it sends the name as a LIST pattern, so "x%" or "x*"
+            # would match other folders and the folder would silently not be created.
+            if folder not in self.list_folders():
                 self.client.create_folder(folder)
 
     def select(self, folder: str, *, readonly: bool = True) -> FolderStatus:
@@ -283,11 +329,26 @@ class ImapMailServer:
 
     def fetch_index(self, uids: Sequence[int]) -> Iterator[list[IndexedMessage]]:
         """Yield parsed index rows for ``uids`` in batches (memory stays flat)."""
+        for _batch, data in self.fetch_index_raw(uids):
+            yield parse_index_fetch(data)
+
+    def fetch_index_raw(self, uids: Sequence[int]) -> Iterator[tuple[list[int], list[Any]]]:
+        """Yield ``(batch UIDs, imaplib's FETCH data)`` for ``uids``, unparsed, in batches.
+
+        The data are lists of bytes and tuples of bytes (picklable), to be parsed by
+        ``raw_index_parser`` — in this process or a worker's. A UID missing from a batch's
+        data was expunged since the search; UIDs are never reused.
+        """
         items = "(UID FLAGS INTERNALDATE RFC822.SIZE " + ("MODSEQ " if self.condstore else "")
         items += _FETCH_HEADERS + ")"
-        for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
-            data = self._uid_command("fetch message headers", "FETCH", text, items)
-            yield list(_parse_index_fetch(data))
+        for batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
+            yield batch, self._uid_command("fetch message headers", "FETCH", text, items)
+
+    @property
+    def raw_index_parser(self) -> Callable[[list[Any]], list[IndexedMessage]]:
+        """What turns ``fetch_index_raw`` data into messages: a module-level function, so
+        it pickles by name to a worker process."""
+        return parse_index_fetch
 
     def fetch_flags(
         self,
@@ -317,14 +378,14 @@ class ImapMailServer:
                 meta = line[0] if isinstance(line, tuple) else line
                 if not isinstance(meta, bytes):
                     continue
-                uid_match, flags_match = _UID.search(meta), _FLAGS.search(meta)
+                uid_match, flags_match = _FETCH_UID.search(meta), _FETCH_FLAGS.search(meta)
                 if uid_match is None or flags_match is None:
                     continue
-                modseq_match = _MODSEQ.search(meta)
+                modseq_match = _FETCH_MODSEQ.search(meta)
                 updates.append(
                     FlagUpdate(
                         uid=int(uid_match.group(1)),
-                        flags=_split_flags(flags_match.group(1)),
+                        flags=split_flags(flags_match.group(1)),
                         modseq=int(modseq_match.group(1)) if modseq_match else None,
                     )
                 )
@@ -343,7 +404,7 @@ class ImapMailServer:
         found: dict[int, MessageIdentity] = {}
         for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
             data = self._uid_command("check message identity", "FETCH", text, items)
-            for message in _parse_index_fetch(data):
+            for message in parse_index_fetch(data):
                 found[message.uid] = MessageIdentity(
                     uid=message.uid,
                     message_id=message.message_id,
@@ -354,8 +415,16 @@ class ImapMailServer:
         return found
 
     def search_message_id(self, message_id: str) -> list[int]:
-        """UIDs in the selected folder whose Message-ID header contains ``message_id``."""
-        if not message_id or any(ch in message_id for ch in '\r\n\x00"\\'):
+        """UIDs in the selected folder whose Message-ID header contains ``message_id``.
+
+        An id SEARCH cannot carry as a quoted ASCII string yields ``[]``; callers then
+        fall back to reading identities (``fetch_identity``).
+        """
+        if (
+            not message_id
+            or not message_id.isascii()
+            or any(ch in message_id for ch in '\r\n\x00"\\')
+        ):
             return []
         data = self._uid_command(
             "search by Message-ID", "SEARCH", "HEADER", "Message-ID", f'"<{message_id}>"'
@@ -454,63 +523,41 @@ class ImapMailServer:
         """The whole message (``BODY.PEEK[]``: does not mark it read); None when gone."""
         data = self._uid_command("fetch a message", "FETCH", str(uid), "(UID BODY.PEEK[])")
         for item in data:
-            if isinstance(item, tuple) and _UID.search(item[0]):
+            if isinstance(item, tuple) and _FETCH_UID.search(item[0]):
                 literal: bytes = item[1]
                 return literal
         return None
 
+    def search_text(self, text: str) -> list[int]:
+        """UIDs in the selected folder whose header or body contains ``text`` (``SEARCH
+        TEXT``, case-insensitive on the server, RFC 3501 §6.4.4), in UTF-8.
 
-def _split_flags(raw: bytes) -> tuple[str, ...]:
-    # \Recent is per-session (RFC 3501 §2.3.2): storing it would look like a change every sync.
-    return tuple(f for f in raw.decode("utf-8", "replace").split() if f != "\\Recent")
-
-
-def _parse_index_fetch(data: list[Any]) -> Iterator[IndexedMessage]:
-    """Parse imaplib's FETCH data: ``(prefix, literal)`` tuples each followed by the line rest.
-
-    Untagged FETCH responses that carry no header item (unsolicited flag updates) are
-    skipped here; flag changes are picked up by the CONDSTORE or FLAGS pass.
-    """
-    index, count = 0, len(data)
-    while index < count:
-        item = data[index]
-        index += 1
-        if isinstance(item, tuple):
-            prefix, literal = item
-            meta = prefix
-            if index < count and isinstance(data[index], bytes):
-                meta = prefix + data[index]
-                index += 1
-            header_block = literal
-        elif isinstance(item, bytes) and _HEADER_ITEM.search(item):
-            meta, header_block = item, b""  # an empty header subset sent as ""
+        Printable ASCII goes as a quoted string with ``"`` and ``\\`` escaped; anything
+        else as a literal (``{n}`` then the UTF-8 bytes), which can carry no command.
+        CR, LF and NUL are refused: they could end the command line.
+        """
+        if not text or any(ch in text for ch in "\r\n\x00"):
+            raise InputError(
+                f"search text {text!r} is empty or has a line break or NUL; refusing to send it"
+            )
+        action = "search message text"
+        if text.isascii() and text.isprintable():
+            quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            data = self._uid_command(action, "SEARCH", "CHARSET", "UTF-8", "TEXT", quoted)
         else:
-            continue
-        usual = _USUAL_ORDER.search(meta)
-        if usual is not None:
-            uid_text, flags_raw, date_raw, size_text, modseq_text = usual.groups()
-        else:
-            # Any other attribute order (RFC 3501 allows it): one search per attribute.
-            uid_match = _UID.search(meta)
-            if uid_match is None:
-                continue
-            flags_match = _FLAGS.search(meta)
-            date_match = _INTERNALDATE.search(meta)
-            size_match = _SIZE.search(meta)
-            modseq_match = _MODSEQ.search(meta)
-            uid_text = uid_match.group(1)
-            flags_raw = flags_match.group(1) if flags_match else b""
-            date_raw = date_match.group(1) if date_match else None
-            size_text = size_match.group(1) if size_match else b"0"
-            modseq_text = modseq_match.group(1) if modseq_match else None
-        yield build_indexed_message(
-            uid=int(uid_text),
-            flags=_split_flags(flags_raw),
-            internal_date=parse_internaldate(date_raw) if date_raw else None,
-            size=int(size_text),
-            modseq=int(modseq_text) if modseq_text else None,
-            header_block=header_block,
-        )
+            # imaplib sends ``literal`` as the command's last argument, after the other args
+            self._raw.literal = text.encode("utf-8")  # type: ignore[assignment]
+            try:
+                data = self._uid_command(action, "SEARCH", "CHARSET", "UTF-8", "TEXT")
+            finally:
+                self._raw.literal = None
+        return sorted({int(tok) for line in data if line for tok in line.split()})
+
+
+# The names the FETCH parsing had here before it moved to ``headers`` (worker processes
+# parse without importing the connection code).
+_parse_index_fetch = parse_index_fetch
+_split_flags = split_flags
 
 
 __all__ = ["ImapMailServer", "keyword_atom", "quote_mailbox"]

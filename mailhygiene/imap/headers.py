@@ -201,8 +201,18 @@ def decode_encoded_words(text: str, problems: list[str]) -> str:
 
     Adjacent words in the same charset are joined before decoding (§6.2 allows a
     multi-byte character to be split across words), and the white space between
-    adjacent encoded words is dropped (§6.2).
+    adjacent encoded words is dropped (§6.2). Line breaks and NUL that words decode to
+    are replaced: never store header-injection-shaped values (PostgreSQL refuses NUL).
     """
+    decoded = _decode_encoded(text, problems)
+    if decoded is not text and any(ch in decoded for ch in "\r\n\x00"):
+        decoded = decoded.replace("\x00", "").replace("\r", " ").replace("\n", " ")
+        if "control-in-encoded-word" not in problems:
+            problems.append("control-in-encoded-word")
+    return decoded
+
+
+def _decode_encoded(text: str, problems: list[str]) -> str:
     match = _ENCODED_WORD.search(text)
     if match is None:
         return text

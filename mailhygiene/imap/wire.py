@@ -24,7 +24,7 @@ def quote_mailbox(name: str) -> bytes:
     """A mailbox name as an IMAP quoted string, modified-UTF-7 encoded (RFC 3501 §5.1.3)."""
     if any(ch in name for ch in "\r\n\x00"):
         raise InputError(f"folder name {name!r} contains a line break or NUL; refusing to send it")
-    encoded = imap_utf7.encode(name)
+    encoded: bytes = bytes(imap_utf7.encode(name))
     return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 

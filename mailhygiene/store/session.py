@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,30 @@ _POSTGRES_DRIVER = "postgresql+psycopg"
 
 @dataclass(frozen=True)
 class Store:
-    """An open database: the engine and a session factory bound to it."""
+    """An open database: the engine and a session factory bound to it.
+
+    ``url`` (with the password; never shown) and ``schema`` let another process open
+    the same database with ``open_store(store.url, schema=store.schema, migrate=False)``
+    — the parallel indexer's workers do; ``shareable`` says whether that reaches the
+    same data (not for an in-memory SQLite database).
+    """
 
     engine: Engine
     sessions: sessionmaker[Session]
     url_for_display: str
+    url: str = field(default="", repr=False, compare=False)
+    schema: str | None = None
+
+    @property
+    def shareable(self) -> bool:
+        if not self.url:
+            return False
+        if not self.is_sqlite:
+            return True
+        parsed = make_url(self.url)
+        return parsed.database not in (None, "", ":memory:") and (
+            parsed.query.get("mode") != "memory"
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -82,7 +101,13 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
         raise StoreError(
             f"cannot open the database {display}: {reason} — check [database] url in the settings"
         ) from None
-    store = Store(engine, sessionmaker(engine, expire_on_commit=False), display)
+    store = Store(
+        engine,
+        sessionmaker(engine, expire_on_commit=False),
+        display,
+        url=parsed.render_as_string(hide_password=False),
+        schema=schema if engine.dialect.name == "postgresql" else None,
+    )
     if migrate:
         from mailhygiene.store.migrate import upgrade_to_head
 
