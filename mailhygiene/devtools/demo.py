@@ -108,12 +108,13 @@ def main() -> int:
 
         step("4. Complaint cases: sync linked threads by case number; staff tag one by hand")
         case = summary.cases[0]
-        run(env, SUPPORT, "tag", f"<{case.message_ids[0]}>", "--case", case.ref)
+        first_message = f"<{case.message_ids[0].strip('<>')}>"
+        run(env, SUPPORT, "tag", first_message, "--case", case.ref)
         run(env, SUPPORT, "case", "list")
         run(env, SUPPORT, "case", "show", case.ref)
 
         step("5. Why is a message kept, or when does it go?")
-        run(env, SUPPORT, "explain", f"<{case.message_ids[0]}>")
+        run(env, SUPPORT, "explain", first_message)
         run(env, SUPPORT, "explain", "--json", "subject:faktura")
 
         step("6. A manager plans the purge (nothing changes on the server yet)")
