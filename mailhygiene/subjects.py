@@ -67,7 +67,7 @@ from mailhygiene.policy import (
 )
 from mailhygiene.policy.erasure import ErasureBar, ErasureCheck
 from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlannedMessage, PlanStatus
-from mailhygiene.purge.plan import PlanSummary, store_plan
+from mailhygiene.purge.plan import PlanSummary, planned_message, store_plan
 from mailhygiene.store import facts_queries, purge_queries, subject_queries
 from mailhygiene.store.facts_queries import IndexedRow
 from mailhygiene.store.models import SubjectRequest
@@ -1282,15 +1282,9 @@ def plan_erasure(
             explanations.setdefault(key, _kept_explanation(bar, policy))
             continue
         items[row.facts.account].append(
-            PlannedMessage(
-                message_row=row.message_row,
-                folder=row.folder,
-                uidvalidity=row.uidvalidity,
-                uid=row.uid,
-                message_id=row.message_id,
-                size=row.facts.size,
-                internal_date=row.facts.internal_date,
-                action=action,
+            planned_message(
+                row,
+                action,
                 reason_kind="erasure",
                 reason_name=request_name,
                 reason_detail=(

@@ -51,30 +51,21 @@ def approve_plan(
                 f"plan {ref} is a bulk cleanup ({plan.item_count} messages, limit "
                 f"{policy.auto_approve_limit}) created by {actor}; another manager must approve it"
             )
-        purge_queries.add_approval(
+        _record_decision(
             session,
-            Approval(
-                plan_id=plan.id,
-                content_hash=plan.content_hash,
-                approved_by=actor,
-                approved_at=now,
-                expires_at=plan.expires_at,
-                decision="approve",
-                comment=comment,
-            ),
-        )
-        plan.status = PlanStatus.APPROVED.value
-        audit.append(
-            session,
-            actor=actor,
+            plan,
+            by=actor,
+            decision="approve",
+            comment=comment,
+            status=PlanStatus.APPROVED,
             tag=AuditTag.PLAN_APPROVE,
-            subject=ref,
+            actor=actor,
+            now=now,
             data={
                 "content_hash": plan.content_hash,
                 "messages": plan.item_count,
                 "comment": comment,
             },
-            at=now,
         )
         earlier = [a.approved_by for a in existing if a.decision == "approve"]
         return ApprovalState(ref, plan.status, (*earlier, actor))
@@ -91,26 +82,17 @@ def auto_approve(store: Store, ref: str, policy: Policy, *, actor: str, now: dat
                 f"plan {ref} has {plan.item_count} messages, over the auto-approval limit "
                 f"{policy.auto_approve_limit}; it waits for a manager's approval"
             )
-        purge_queries.add_approval(
+        _record_decision(
             session,
-            Approval(
-                plan_id=plan.id,
-                content_hash=plan.content_hash,
-                approved_by=actor + AUTO_APPROVER_SUFFIX,
-                approved_at=now,
-                expires_at=plan.expires_at,
-                decision="approve",
-                comment="",
-            ),
-        )
-        plan.status = PlanStatus.APPROVED.value
-        audit.append(
-            session,
-            actor=actor,
+            plan,
+            by=actor + AUTO_APPROVER_SUFFIX,
+            decision="approve",
+            comment="",
+            status=PlanStatus.APPROVED,
             tag=AuditTag.PLAN_APPROVE,
-            subject=ref,
+            actor=actor,
+            now=now,
             data={"content_hash": plan.content_hash, "messages": plan.item_count, "auto": True},
-            at=now,
         )
 
 
@@ -121,26 +103,17 @@ def reject_plan(store: Store, ref: str, *, actor: str, now: datetime, comment: s
             raise SafetyRefusal(
                 f"plan {ref} is {plan.status}; only a pending or approved plan can be rejected"
             )
-        purge_queries.add_approval(
+        _record_decision(
             session,
-            Approval(
-                plan_id=plan.id,
-                content_hash=plan.content_hash,
-                approved_by=actor,
-                approved_at=now,
-                expires_at=plan.expires_at,
-                decision="reject",
-                comment=comment,
-            ),
-        )
-        plan.status = PlanStatus.REJECTED.value
-        audit.append(
-            session,
-            actor=actor,
+            plan,
+            by=actor,
+            decision="reject",
+            comment=comment,
+            status=PlanStatus.REJECTED,
             tag=AuditTag.PLAN_REJECT,
-            subject=ref,
+            actor=actor,
+            now=now,
             data={"comment": comment},
-            at=now,
         )
 
 
@@ -191,3 +164,33 @@ def check_authorised(session: Session, plan: Plan, policy: Policy, now: datetime
         raise SafetyRefusal(f"plan {plan.ref} has no approval bound to its current content")
     if is_bulk(plan, policy) and all(a.approved_by == plan.created_by for a in valid):
         raise SafetyRefusal(f"bulk plan {plan.ref} was approved only by its creator")
+
+
+def _record_decision(
+    session: Session,
+    plan: Plan,
+    *,
+    by: str,
+    decision: str,
+    comment: str,
+    status: PlanStatus,
+    tag: AuditTag,
+    actor: str,
+    now: datetime,
+    data: dict[str, object],
+) -> None:
+    """Store an approval or rejection bound to the plan's hash, set its status, audit it."""
+    purge_queries.add_approval(
+        session,
+        Approval(
+            plan_id=plan.id,
+            content_hash=plan.content_hash,
+            approved_by=by,
+            approved_at=now,
+            expires_at=plan.expires_at,
+            decision=decision,
+            comment=comment,
+        ),
+    )
+    plan.status = status.value
+    audit.append(session, actor=actor, tag=tag, subject=plan.ref, data=data, at=now)

@@ -74,6 +74,30 @@ class PlanComputation:
     summary: PlanSummary
 
 
+def planned_message(
+    row: facts_queries.IndexedRow,
+    action: ItemAction,
+    *,
+    reason_kind: str,
+    reason_name: str,
+    reason_detail: str,
+) -> PlannedMessage:
+    """A plan item for an indexed message: its server identity and why it is planned."""
+    return PlannedMessage(
+        message_row=row.message_row,
+        folder=row.folder,
+        uidvalidity=row.uidvalidity,
+        uid=row.uid,
+        message_id=row.message_id,
+        size=row.facts.size,
+        internal_date=row.facts.internal_date,
+        action=action,
+        reason_kind=reason_kind,
+        reason_name=reason_name,
+        reason_detail=reason_detail,
+    )
+
+
 def compute_plan(
     store: Store,
     policy: Policy,
@@ -108,15 +132,9 @@ def compute_plan(
                     undated += 1
                 continue
             items.append(
-                PlannedMessage(
-                    message_row=row.message_row,
-                    folder=row.folder,
-                    uidvalidity=row.uidvalidity,
-                    uid=row.uid,
-                    message_id=row.message_id,
-                    size=row.facts.size,
-                    internal_date=row.facts.internal_date,
-                    action=action,
+                planned_message(
+                    row,
+                    action,
                     reason_kind=deciding.kind.value,
                     reason_name=deciding.name,
                     reason_detail=deciding.detail,
