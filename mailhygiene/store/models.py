@@ -301,6 +301,28 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)
 
 
+class Restriction(Base):
+    """A restriction of processing (GDPR art. 18, or art. 17(3) where erasure is barred).
+
+    Every message with ``email`` in its From, To, Cc or Reply-To — present and future,
+    in any folder — is kept as retention says but hidden from search and explanations
+    for everyone without ``restricted_read``, until the restriction is lifted.
+    """
+
+    __tablename__ = "restrictions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    plus_addressing: Mapped[bool] = mapped_column(default=False)
+    basis: Mapped[str] = mapped_column(Text)
+    request_ref: Mapped[str] = mapped_column(String(200), default="")
+    placed_at: Mapped[datetime]
+    placed_by: Mapped[str] = mapped_column(String(200))
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class RunLock(Base):
     """One scheduled run per account; a lock older than its lease is taken over."""
 
