@@ -97,3 +97,17 @@ def test_folded_references_and_missing_date():
 def test_bad_encoded_word_is_kept_raw():
     message = build(b"Subject: =?x-unknown?q?abc?=\r\nMessage-ID: <1@x>\r\n")
     assert "abc" in message.subject or "=?" in message.subject
+
+
+def test_remembered_address_fields_replay_their_problems_for_every_message():
+    block = b"From: =?utf-8?q?Eve=0D=0ABcc=3A_x?= <eve@x.example>\r\nMessage-ID: <1@x>\r\n"
+    first, second = build(block), build(block)
+    for message in (first, second):
+        assert message.from_addr == "eve@x.example"
+        assert "\n" not in message.from_name and "\r" not in message.from_name
+        assert "control-in-encoded-word" in message.problems
+
+
+def test_a_name_with_non_ascii_white_space_is_not_a_field():
+    message = build(b"Sub\xc2\xa0ject: hidden\r\nSubject: shown\r\nMessage-ID: <1@x>\r\n")
+    assert message.subject == "shown"
