@@ -17,12 +17,17 @@ Three kinds of evidence link messages, strongest first:
    conversation, not only those without References: an Outlook reply to a Gmail message
    carries both, and a later reply that lost its References (Exchange strips them from
    internal mail) is then still found through the Thread-Index.
-3. **Subject**, guarded: a message with no References, no In-Reply-To and no valid
-   Thread-Index (a *subject candidate*: it names no conversation) joins any message
-   with the same :func:`normalise_subject` whose date is within ``subject_window``
-   (inclusive, default 30 days) of its own. Generic subjects (see
-   :func:`is_generic_subject`) and messages without a date never link by subject.
-   Links chain: a candidate within the window of any message of a thread joins it.
+3. **Subject**, guarded: a *reply that lost its headers* — a message with no
+   References, no In-Reply-To and no valid Thread-Index whose subject carries a reply
+   or forward marker (``SV:``, ``Re:``, ``VB:`` …, see :func:`is_reply_subject`) — joins
+   any message with the same :func:`normalise_subject` whose date is within
+   ``subject_window`` (inclusive, default 30 days) of its own. Such a message is a
+   *subject candidate*. A message without a marker starts a conversation: replies may
+   join it, but it joins nothing by subject, so a recurring subject (a weekly
+   newsletter, "Orderbekräftelse", the same question asked by many customers) never
+   chains months of unrelated mail into one thread — a case linked to such a thread
+   would keep all of it. Generic subjects (see :func:`is_generic_subject`) and messages
+   without a date never link by subject. Links chain through candidates only.
 
 **Thread ids.** Each message has a *candidate id*, :func:`thread_id_for`: its date as
 ``YYYYMMDDTHHMMSSZ`` (UTC) followed by a short hash of its Message-ID (or of its row key
@@ -65,6 +70,7 @@ __all__ = [
     "ThreadUpdate",
     "assign_threads",
     "is_generic_subject",
+    "is_reply_subject",
     "normalise_subject",
     "subject_key",
     "thread_id_for",
@@ -177,7 +183,7 @@ class SubjectEntry(NamedTuple):
     date: datetime
     thread_id: str
     candidate: bool
-    """True when the message may itself link by subject (it names no conversation)."""
+    """True when the message may itself link by subject: a reply that names no conversation."""
 
 
 @dataclass(slots=True)
@@ -224,6 +230,22 @@ def normalise_subject(subject: str) -> str:
         match = _LEADING_NOISE.match(text)
         if match is None or match.end() == 0:
             return text
+        text = text[match.end() :]
+
+
+def is_reply_subject(subject: str) -> bool:
+    """Tell whether a raw subject starts with a reply/forward marker, after any list tags.
+
+    ``SV: Trasig leverans``, ``[promix] Re: x`` and ``Fwd: x`` are replies; ``Veckobrev
+    v. 17`` and ``[REK-2025-0042] x`` are not.
+    """
+    text = " ".join(unicodedata.normalize("NFKC", subject).casefold().split())
+    while True:
+        match = _LEADING_NOISE.match(text)
+        if match is None or match.end() == 0:
+            return False
+        if not text.startswith("["):
+            return True
         text = text[match.end() :]
 
 
@@ -339,7 +361,11 @@ class ThreadRegistry:
                 remember(state.conversations, conversation, thread_id)
             subject = _subject_key(message.subject, cache)
             if subject is not None and message.date is not None:
-                candidate = conversation is None and not _names_others(message)
+                candidate = (
+                    conversation is None
+                    and not _names_others(message)
+                    and is_reply_subject(message.subject)
+                )
                 state.subjects.setdefault(subject, []).append(
                     SubjectEntry(message.date, thread_id, candidate)
                 )
@@ -384,6 +410,7 @@ class ThreadRegistry:
         first_named: dict[str, int] = {}
         first_in_conversation: dict[str, int] = {}
         subject_cache: dict[str, str | None] = {}
+        reply_cache: dict[str, bool] = {}
         subjects: list[str | None] = [None] * count
         candidates = [False] * count
         micros = [0] * count  # meaningful where seconds[node] is not None
@@ -402,7 +429,10 @@ class ThreadRegistry:
                 if other != node:
                     union(other, node)
             candidates[node] = (
-                conversation is None and not message.in_reply_to and not any(references)
+                conversation is None
+                and not message.in_reply_to
+                and not any(references)
+                and _is_reply(message.subject, reply_cache)
             )
             if (date := message.date) is not None:
                 micros[node] = when = (date - _EPOCH) // _MICROSECOND
@@ -559,6 +589,15 @@ def _subject_key(subject: str, cache: dict[str, str | None]) -> str | None:
     except KeyError:
         cache[subject] = key = subject_key(subject)
         return key
+
+
+def _is_reply(subject: str, cache: dict[str, bool]) -> bool:
+    """:func:`is_reply_subject`, memoised per raw subject."""
+    try:
+        return cache[subject]
+    except KeyError:
+        cache[subject] = reply = is_reply_subject(subject)
+        return reply
 
 
 def _candidate_id(message: ThreadInput, second: int | None) -> str:

@@ -16,6 +16,7 @@ from mailhygiene.threads import (
     ThreadState,
     assign_threads,
     is_generic_subject,
+    is_reply_subject,
     normalise_subject,
     subject_key,
     thread_id_for,
@@ -255,7 +256,7 @@ def test_subject_links_new_messages_within_the_window() -> None:
 def test_subject_window_is_inclusive_and_configurable() -> None:
     pair = [
         msg(1, "a@x", subject="Trasig leverans"),
-        msg(2, "b@x", subject="Trasig leverans", day=30),
+        msg(2, "b@x", subject="SV: Trasig leverans", day=30),
     ]
     assert len(partition(assign_threads(pair))) == 1
     short = assign_threads(pair, subject_window=timedelta(days=29))
@@ -266,7 +267,7 @@ def test_subject_window_is_inclusive_and_configurable() -> None:
 def test_window_bound_is_inclusive_on_both_sides(candidate_day: int, reply_day: int) -> None:
     result = assign_threads(
         [
-            msg(1, "a@x", subject="Trasig leverans", day=candidate_day),
+            msg(1, "a@x", subject="SV: Trasig leverans", day=candidate_day),
             msg(2, "c@x", refs=("b@x",), subject="SV: Trasig leverans", day=reply_day),
         ]
     )
@@ -275,18 +276,18 @@ def test_window_bound_is_inclusive_on_both_sides(candidate_day: int, reply_day: 
 
 def test_subject_links_chain_through_nearest_messages() -> None:
     result = assign_threads(
-        [msg(k, f"m{k}@x", subject="Trasig leverans", day=25 * k) for k in range(4)]
+        [msg(k, f"m{k}@x", subject="SV: Trasig leverans", day=25 * k) for k in range(4)]
     )
     assert len(partition(result)) == 1
 
 
 def test_subject_candidate_joins_an_existing_reply_thread() -> None:
-    """A new mail (no References) with the subject of a running conversation joins it."""
+    """A reply that lost its headers, with the subject of a running conversation, joins it."""
     result = assign_threads(
         [
             msg(1, "a@x", subject="Trasig leverans"),
             msg(2, "b@x", refs=("a@x",), subject="Re: Trasig leverans", day=40),
-            msg(3, "c@x", subject="Trasig leverans", day=50),  # 50 days after #1, 10 after #2
+            msg(3, "c@x", subject="SV: Trasig leverans", day=50),  # 50 days after #1, 10 after #2
         ]
     )
     assert partition(result) == {frozenset({1, 2, 3})}
@@ -320,11 +321,51 @@ def test_dateless_messages_never_link_by_subject() -> None:
 
 
 def test_dense_subject_is_linked_without_quadratic_work() -> None:
-    """20,000 reference-less mails with one subject in a month: one thread, quickly."""
+    """20,000 header-less replies with one subject in a month: one thread, quickly."""
     messages = [
-        msg(k, f"m{k}@x", subject="Orderbekräftelse 4711", day=k / 1000) for k in range(20_000)
+        msg(k, f"m{k}@x", subject="SV: Orderbekräftelse 4711", day=k / 1000) for k in range(20_000)
     ]
     assert len(set(assign_threads(messages).values())) == 1
+
+
+def test_a_recurring_subject_without_a_reply_marker_never_chains() -> None:
+    """A weekly newsletter or one question asked by many: each mail its own thread.
+
+    Chained, a case linked to one of them would keep years of unrelated mail."""
+    weekly = [msg(k, f"n{k}@x", subject="Veckobrev från Promix", day=7 * k) for k in range(200)]
+    daily = [msg(1000 + k, f"o{k}@x", subject="Orderbekräftelse", day=k) for k in range(400)]
+    result = assign_threads(weekly + daily)
+    assert len(partition(result)) == 600
+
+
+def test_a_new_mail_with_a_running_conversations_subject_starts_its_own_thread() -> None:
+    result = assign_threads(
+        [
+            msg(1, "a@x", subject="Trasig leverans"),
+            msg(2, "b@x", refs=("a@x",), subject="Re: Trasig leverans", day=1),
+            msg(3, "c@x", subject="Trasig leverans", day=2),
+        ]
+    )
+    assert partition(result) == {frozenset({1, 2}), frozenset({3})}
+
+
+@pytest.mark.parametrize(
+    ("subject", "reply"),
+    [
+        ("SV: Trasig leverans", True),
+        ("Re: x", True),
+        ("[promix] AW: x", True),
+        ("Fwd:x", True),
+        ("Re[2]: x", True),
+        ("Trasig leverans", False),
+        ("[REK-2025-0042] Trasig leverans", False),
+        ("[promix] Veckobrev", False),
+        ("Svar om leverans", False),
+        ("", False),
+    ],
+)
+def test_is_reply_subject(subject: str, reply: bool) -> None:
+    assert is_reply_subject(subject) is reply
 
 
 # -- thread ids ----------------------------------------------------------------------
@@ -447,7 +488,7 @@ def test_subject_link_to_an_existing_thread() -> None:
 def test_new_reply_links_to_an_existing_subject_candidate() -> None:
     """Old candidate, new reply of another conversation with that subject: one thread."""
     registry = ThreadRegistry()
-    first = registry.add([msg(1, "a@x", subject="Trasig leverans")])
+    first = registry.add([msg(1, "a@x", subject="SV: Trasig leverans")])
     update = registry.add([msg(2, "c@x", refs=("b@x",), subject="Re: Trasig leverans", day=3)])
     assert update.assigned == {2: first.assigned[1]}
 

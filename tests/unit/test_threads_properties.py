@@ -19,6 +19,7 @@ from mailhygiene.threads import (
     ThreadInput,
     ThreadRegistry,
     assign_threads,
+    is_reply_subject,
     normalise_subject,
     subject_key,
     thread_id_for,
@@ -105,7 +106,8 @@ def reference_threads(messages: list[ThreadInput]) -> dict[int, str]:
 
     def candidate(m: ThreadInput) -> bool:
         no_refs = not m.in_reply_to and not any(m.references)
-        return no_refs and thread_index_conversation(m.thread_index) is None
+        header_less = no_refs and thread_index_conversation(m.thread_index) is None
+        return header_less and is_reply_subject(m.subject)
 
     facts = [
         (
