@@ -23,8 +23,10 @@
    (``$Reklamation``) on a thread that is not linked yet links it to the case whose
    number appears in the thread's subjects, else to a new *untriaged* case
    (``UNTRIAGED-YYYYMMDD-N``) that a person names with ``case rename``.
-   A thread that already has an active link is left alone by the plain keyword (it is
-   protected; mirroring put the keyword there), even when its cases are closed.
+   A thread that already has an active link is left alone by the plain keyword, even
+   when its cases are closed: the case protects the thread, and the plain keyword
+   keeps the marked message itself (``policy.decide``). Mirroring writes per-case
+   keywords only, so a plain keyword is always a person's mark.
 5. **Review.** Nothing here ever unlinks. A keyword removed in a client on a linked
    thread, a keyword or case number on a thread a person explicitly unlinked (that
    decision is not overridden automatically: only ``tag`` links it again), a malformed
@@ -415,8 +417,12 @@ class _Linker:
     def _missing_keywords(self) -> dict[str, list[int]]:
         """Messages of threads linked to an open case that lack the keyword, by thread."""
         missing: dict[str, list[int]] = {}
-        for message in cq.open_case_messages_lacking(self.session, self.account, self.keyword):
-            missing.setdefault(message.thread_id, []).append(message.row_id)
+        for message, _keyword in cq.open_case_keywords_lacking(
+            self.session, self.account, self.prefix
+        ):
+            rows = missing.setdefault(message.thread_id, [])
+            if message.row_id not in rows:
+                rows.append(message.row_id)
         return missing
 
     def _review_missing_keywords(
@@ -441,8 +447,8 @@ class _Linker:
                 refs[0] if refs else None,
                 tuple(rows),
                 f"{len(rows)} message(s) of a thread linked to {', '.join(refs)} lack "
-                f"{self.keyword} on the server (removed in a mail client, or not mirrored "
-                "yet); still protected — unlink with 'mailhygiene untag' if intended",
+                f"its keyword {self.prefix}… on the server (removed in a mail client, or not "
+                "mirrored yet); still protected — unlink with 'mailhygiene untag' if intended",
             )
 
     def _review_large_threads(self) -> None:

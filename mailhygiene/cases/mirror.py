@@ -1,22 +1,30 @@
-"""Mirror case links to the server as the case keyword, so staff see what is protected.
+"""Mirror case links to the server as per-case keywords, so staff see what is protected.
 
 The database is the source of truth; the server's keyword is a copy for people.
-``mirror_keywords`` sets ``policy.case_keyword`` on every message (every folder) of every
-thread linked to an *open* case that the index says lacks it: per folder one ``SELECT``,
+``mirror_keywords`` sets the per-case keyword ``policy.case_keyword + "_" + REF``
+(``$Reklamation_REK-2025-0042``) on every message (every folder) of every thread linked
+to an *open* case that the index says lacks it: per folder and keyword one ``SELECT``,
 one ``UID STORE +FLAGS.SILENT`` and one ``UID FETCH FLAGS`` to record what the server
 really kept. Nothing is remembered between runs except the flags themselves, so an
 unreachable server (or a crash) only delays the copy: the next run finds the same
 messages still lacking the keyword and sets it then.
 
+**Why the per-case keyword, not the plain one.** The plain keyword (``$Reklamation``)
+is a person's mark: ``policy.decide`` keeps a message that carries it for as long as it
+is there, even on a thread whose cases are closed (staff may have marked a late reply).
+Mirrored onto every linked message it would keep a closed case's mail forever. A
+per-case keyword keeps nothing by itself once its case is linked — the case's own
+period decides — and it tells staff in their client *which* case protects the mail.
+
 **Closing a case does not remove the keyword.** The mail stays protected for
 ``case_keep_after_close`` after closing, so the mark in the client stays truthful; a
 reopened case needs no re-marking; and removing it would race staff who mark the same
-thread again. (That a keyword on a thread linked only to closed cases must not keep the
-mail forever is ``policy.decide``'s rule to apply; see the report to the lead.)
+thread again.
 
 **Unlinking removes it** (:func:`remove_case_keywords`, called by ``untag`` before the
-link ends): the keyword was ours, and left in place it would keep the mail indefinitely
-and look like a fresh client mark.
+link ends): the keyword was ours, and left in place on a thread no longer linked to
+its case it would keep the mail (``policy.decide`` keeps a message marked for a case
+its thread is not linked to) and look like a fresh client mark.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ ServerFor = Callable[[str], AbstractContextManager[KeywordServer]]
 class FolderMirror:
     folder: str
     wanted: int
+    keyword: str = ""
     marked: int = 0
     problem: str = ""
 
@@ -90,30 +99,45 @@ def mirror_keywords(
     now: datetime,
     actor: str,
 ) -> MirrorResult:
-    """Set the case keyword on the account's linked messages that lack it; see the module.
+    """Set the per-case keywords the account's linked messages lack; see the module.
 
     ``now`` and ``actor`` are accepted for symmetry with the other services (the flags
     written are the server's own record; nothing here is audited as a case change).
     """
     del now, actor
-    keyword = policy.case_keyword
-    result = MirrorResult(account=account, keyword=keyword)
+    prefix = case_keyword_prefix(policy)
+    result = MirrorResult(account=account, keyword=prefix + "<case>")
     with store.transaction() as session:
-        lacking = cq.open_case_messages_lacking(session, account, keyword)
-    for (folder, uidvalidity), messages in _by_folder(lacking):
-        outcome = FolderMirror(folder, wanted=len(messages))
-        result.folders.append(outcome)
-        try:
-            _mirror_folder(store, server, keyword, folder, uidvalidity, messages, outcome)
-        except ConnectError as error:
-            # why: the connection is gone; later folders would fail the same way
-            outcome.problem = str(error)
-            break
-        except (FolderError, ImapError) as error:
-            outcome.problem = str(error)
+        lacking = cq.open_case_keywords_lacking(session, account, prefix)
+    by_keyword: dict[str, list[cq.ServerMessage]] = {}
+    for message, keyword in lacking:
+        by_keyword.setdefault(keyword, []).append(message)
+    connection_lost = False
+    for keyword, messages in sorted(by_keyword.items()):
+        for (folder, uidvalidity), folder_messages in _by_folder(messages):
+            outcome = FolderMirror(folder, wanted=len(folder_messages), keyword=keyword)
+            result.folders.append(outcome)
+            if connection_lost:
+                outcome.problem = "not tried: the connection was lost"
+                continue
+            try:
+                _mirror_folder(
+                    store, server, keyword, folder, uidvalidity, folder_messages, outcome
+                )
+            except ConnectError as error:
+                # why: the connection is gone; later folders would fail the same way
+                outcome.problem = str(error)
+                connection_lost = True
+            except (FolderError, ImapError) as error:
+                outcome.problem = str(error)
     result.marked = sum(f.marked for f in result.folders)
     result.pending = len(lacking) - result.marked
     return result
+
+
+def case_keyword_prefix(policy: Policy) -> str:
+    """What per-case keywords start with: the case keyword and an underscore."""
+    return policy.case_keyword + "_"
 
 
 def remove_case_keywords(
@@ -225,6 +249,7 @@ __all__ = [
     "KeywordServer",
     "MirrorResult",
     "ServerFor",
+    "case_keyword_prefix",
     "mirror_keywords",
     "remove_case_keywords",
 ]

@@ -45,6 +45,7 @@ from mailhygiene.cases.mirror import (
     KeywordServer,
     MirrorResult,
     ServerFor,
+    case_keyword_prefix,
     mirror_keywords,
     remove_case_keywords,
 )
@@ -405,7 +406,7 @@ def untag(
             remove = [] if others_open else [policy.case_keyword]
             # A ref that cannot be a keyword cannot have been set by a client either.
             with suppress(InputError):
-                remove.append(keyword_for_case(case.ref, policy.case_keyword + "_"))
+                remove.append(keyword_for_case(case.ref, case_keyword_prefix(policy)))
             keywords[thread] = tuple(remove)
         messages = cq.messages_in_threads(session, threads)
     removed = 0
@@ -511,7 +512,9 @@ def show_case(store: Store, policy: Policy, *, ref: str) -> CaseDetail:
         messages = cq.case_messages(session, active_threads)
     per_thread: dict[str, int] = {}
     folders: dict[str, int] = {}
-    wanted = policy.case_keyword.casefold()
+    wanted = {policy.case_keyword.casefold()}
+    with suppress(InputError):
+        wanted.add(keyword_for_case(view.ref, case_keyword_prefix(policy)).casefold())
     message_views = []
     for m in messages:
         per_thread[m.thread_id] = per_thread.get(m.thread_id, 0) + 1
@@ -528,7 +531,7 @@ def show_case(store: Store, policy: Policy, *, ref: str) -> CaseDetail:
                 m.date or m.internal_date,
                 m.from_addr,
                 m.subject,
-                any(f.casefold() == wanted for f in m.flags),
+                any(f.casefold() in wanted for f in m.flags),
             )
         )
     active = [_thread_link(link, per_thread) for link in links if link.unlinked_at is None]
@@ -543,7 +546,7 @@ def review(store: Store, policy: Policy) -> ReviewReport:
     case, very large linked threads, and mail that arrived after its case was closed."""
     report = ReviewReport()
     pattern = _pattern(policy)
-    prefix = policy.case_keyword + "_"
+    prefix = case_keyword_prefix(policy)
     with store.transaction() as session:
         for thread, size in sorted(cq.large_linked_threads(session, LARGE_THREAD).items()):
             report.items.append(
@@ -591,10 +594,12 @@ def review(store: Store, policy: Policy) -> ReviewReport:
                     )
                 )
         for account in cq.account_names(session):
-            lacking = cq.open_case_messages_lacking(session, account, policy.case_keyword)
+            lacking = cq.open_case_keywords_lacking(session, account, prefix)
             by_thread: dict[str, list[int]] = {}
-            for lacks in lacking:
-                by_thread.setdefault(lacks.thread_id, []).append(lacks.row_id)
+            for lacks, _keyword in lacking:
+                rows = by_thread.setdefault(lacks.thread_id, [])
+                if lacks.row_id not in rows:
+                    rows.append(lacks.row_id)
             links = cq.active_links(session, by_thread)
             for thread, rows in sorted(by_thread.items()):
                 refs = sorted({link.ref for link in links.get(thread, ()) if link.status == "open"})
@@ -604,8 +609,9 @@ def review(store: Store, policy: Policy) -> ReviewReport:
                         thread,
                         refs[0] if refs else None,
                         tuple(rows),
-                        f"{len(rows)} message(s) in {account} lack {policy.case_keyword} on the "
-                        "server (removed in a mail client, or not mirrored yet); still protected",
+                        f"{len(rows)} message(s) in {account} lack "
+                        f"{prefix}{refs[0] if refs else '…'} on the server (removed in a mail "
+                        "client, or not mirrored yet); still protected",
                     )
                 )
             flagged = cq.flagged_messages(session, account, policy.case_keyword)

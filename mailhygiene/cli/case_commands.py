@@ -255,7 +255,8 @@ def link_command(
     ctx: click.Context, account_name: str | None, mirror: bool, now_text: str | None, as_json: bool
 ) -> None:
     """Thread newly synced mail and link it to cases (by case number and client keyword),
-    then mirror the case keyword to the server. The scheduled run does this after a sync.
+    then mirror the per-case keywords to the server. The scheduled run does this after a
+    sync.
 
     Example: mailhygiene case link --account support
     """
@@ -295,7 +296,8 @@ def link_command(
 def mirror_command(
     ctx: click.Context, account_name: str | None, now_text: str | None, as_json: bool
 ) -> None:
-    """Set the case keyword on the server on every message of threads in open cases.
+    """Set each open case's keyword ($Reklamation_REF) on the server on every message of
+    its threads, so staff see in their mail client which case protects the mail.
 
     Example: mailhygiene case mirror --account support
     """
@@ -503,7 +505,7 @@ def _print_mirror(result: MirrorResult) -> None:
     )
     for folder in result.folders:
         if folder.problem:
-            click.echo(f"  {folder.folder}: {folder.problem}")
+            click.echo(f"  {folder.folder} ({folder.keyword}): {folder.problem}")
 
 
 COMMANDS = [case, tag_command, untag_command]

@@ -3,7 +3,8 @@
 The priority order (``shared/DESIGN.md``, the first that applies decides):
 
 1. a legal hold keeps, indefinitely;
-2. an open complaint case, or the case keyword on the message, keeps indefinitely;
+2. an open complaint case, the case keyword on the message, or a per-case keyword naming
+   a case the message's thread is not linked to, keeps indefinitely;
 3. closed cases keep until the latest ``closed_at + case_keep_after_close``;
 4. retention rules: for matching mail they *replace* the default, and among several
    matching rules the latest end wins (so a "newsletters 30d" rule can purge sooner than
@@ -100,14 +101,42 @@ def _open_cases(facts: MessageFacts, policy: Policy) -> list[_Finding]:
         for ref in sorted({case.ref for case in facts.cases if case.is_open})
     ]
     wanted = policy.case_keyword.casefold()
-    # Case-insensitive on purpose: a keyword spelled differently by a client must still keep.
-    # It keeps even on a thread linked to a closed case: staff may have marked a late reply
-    # to protect it, and losing such mail is worse than keeping a closed case's mail longer.
-    if wanted and any(keyword.casefold() == wanted for keyword in facts.keywords):
-        detail = "marked with the case keyword in a mail client: kept until the mark is removed"
-        findings.append(
-            _Finding(Reason(ReasonKind.CASE_KEYWORD, policy.case_keyword, detail), None)
-        )
+    if wanted and facts.keywords:
+        findings.extend(_keyword_findings(facts, policy, wanted))
+    return findings
+
+
+def _keyword_findings(facts: MessageFacts, policy: Policy, wanted: str) -> list[_Finding]:
+    """What the case keywords on a message keep, compared case-insensitively (a client
+    may respell a keyword).
+
+    The plain keyword is a person's mark and keeps for as long as it is there, even on a
+    thread linked to a closed case: staff may have marked a late reply to protect it.
+    mailhygiene mirrors only per-case keywords (``$Reklamation_REF``); such a keyword
+    keeps nothing by itself when the thread is linked to case REF (the case decides), but
+    keeps while it names a case the thread is not linked to: marked in a client, and not
+    linked (yet) by a sync.
+    """
+    prefix = wanted + "_"
+    linked: set[str] | None = None
+    findings: list[_Finding] = []
+    for keyword in sorted(facts.keywords):
+        folded = keyword.casefold()
+        if folded == wanted:
+            detail = "marked with the case keyword in a mail client: kept until the mark is removed"
+            findings.append(
+                _Finding(Reason(ReasonKind.CASE_KEYWORD, policy.case_keyword, detail), None)
+            )
+        elif folded.startswith(prefix) and len(folded) > len(prefix):
+            if linked is None:
+                linked = {case.ref.casefold() for case in facts.cases}
+            named = folded[len(prefix) :]
+            if named not in linked:
+                detail = (
+                    f"marked for case {named.upper()} in a mail client, but not linked to it: "
+                    "kept until it is linked (next sync) or the mark is removed"
+                )
+                findings.append(_Finding(Reason(ReasonKind.CASE_KEYWORD, keyword, detail), None))
     return findings
 
 

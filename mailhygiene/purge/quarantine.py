@@ -232,8 +232,12 @@ def expunge_due(
                 # why: case links live on threads; an unthreaded row cannot show its case
                 skipped["not threaded yet; run 'mailhygiene sync' first"] += 1
                 continue
-            if any(is_protective_keyword(k, policy) for k in identity.flags):
-                skipped["case keyword on the server"] += 1
+            if any(
+                is_protective_keyword(k, policy)
+                for k in frozenset(identity.flags) - row.facts.keywords
+            ):
+                # why: a mark made since the last sync may name a case the index cannot see
+                skipped["case keyword added on the server since the last sync"] += 1
                 continue
             facts = replace(
                 row.facts, folder=entry.original_folder, keywords=frozenset(identity.flags)

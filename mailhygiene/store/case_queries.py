@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from mailhygiene.cases.detect import keyword_for_case
+from mailhygiene.errors import InputError
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
 
 _CHUNK = 500
@@ -531,28 +533,41 @@ def threads_mentioning(session: Session, text: str) -> dict[str, list[str]]:
     return found
 
 
-def open_case_messages_lacking(session: Session, account: str, keyword: str) -> list[ServerMessage]:
-    """The account's messages in threads linked to an open case whose flags lack ``keyword``.
+def open_case_keywords_lacking(
+    session: Session, account: str, prefix: str
+) -> list[tuple[ServerMessage, str]]:
+    """Messages of the account's threads linked to an open case, each with the per-case
+    keyword (``prefix`` + case ref) it lacks — one pair per missing keyword.
 
-    ``keyword`` is compared as a whole flag, case-insensitively (RFC 3501 keywords are
-    atoms; clients may change their case). The linked threads are read first and their
+    Keywords are compared as whole flags, case-insensitively (RFC 3501 keywords are
+    atoms; clients may change their case). A case ref that cannot be a keyword is
+    skipped (it cannot be mirrored). The linked threads are read first and their
     messages found through ``ix_messages_thread_id``: a join lets SQLite walk the whole
     account instead.
     """
-    threads = list(
-        session.scalars(
-            select(CaseThread.thread_id)
-            .join(Case, Case.id == CaseThread.case_id)
-            .where(CaseThread.unlinked_at.is_(None), Case.status == "open")
-            .distinct()
-        )
-    )
-    found: list[ServerMessage] = []
-    for chunk in _chunks(threads):
-        statement = _server_messages(account).where(
-            Message.thread_id.in_(chunk), ~_has_word(Message.flags, keyword)
-        )
-        found.extend(_server_message(values) for values in session.execute(statement))
+    keywords_by_thread: dict[str, list[str]] = {}
+    for thread_id, ref in session.execute(
+        select(CaseThread.thread_id, Case.ref)
+        .join(Case, Case.id == CaseThread.case_id)
+        .where(CaseThread.unlinked_at.is_(None), Case.status == "open")
+        .distinct()
+    ):
+        try:
+            keyword = keyword_for_case(ref, prefix)
+        except InputError:
+            continue
+        keywords_by_thread.setdefault(thread_id, []).append(keyword)
+    found: list[tuple[ServerMessage, str]] = []
+    for chunk in _chunks(keywords_by_thread):
+        statement = _server_messages(account).where(Message.thread_id.in_(chunk))
+        for values in session.execute(statement):
+            message = _server_message(values)
+            present = {flag.casefold() for flag in message.flags}
+            found.extend(
+                (message, keyword)
+                for keyword in sorted(keywords_by_thread[message.thread_id])
+                if keyword.casefold() not in present
+            )
     return found
 
 
@@ -768,7 +783,7 @@ __all__ = [
     "messages_in_threads",
     "move_links",
     "named_after_unlink",
-    "open_case_messages_lacking",
+    "open_case_keywords_lacking",
     "refs_starting",
     "rename_case",
     "repoint_links",

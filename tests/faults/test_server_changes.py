@@ -229,10 +229,39 @@ def test_case_keyword_added_inside_a_batch_window_is_caught_by_the_quarantine(
             actor="scheduler",
             now=NOW + timedelta(days=31),
         )
-    assert {k: v for k, v in final.skipped.items() if v} == {"case keyword on the server": 1}
+    # The sync linked the marked message's thread to a new untriaged case: that keeps it.
+    [(reason, count)] = [(k, v) for k, v in final.skipped.items() if v]
+    assert (reason.startswith("kept now: case_open UNTRIAGED-"), count) == (True, 1), reason
     assert final.expunged == 29
     left = world.server_state().messages["Quarantine"]
     assert [key for key, _flags in left.values()] == ["in-0"]
+
+
+def test_case_keyword_added_in_the_quarantine_after_the_last_sync_stops_its_deletion(
+    world: FaultWorld,
+) -> None:
+    ref, before = planned(world)
+    report = world.execute(ref, batch_size=BATCH)
+    assert report.done == 30
+    world.sync()
+    conn = other_client(world, "Quarantine")
+    conn.uid("STORE", uid_of(conn, "in-3"), "+FLAGS", "($Reklamation_REK-2026-0001)")
+    conn.logout()
+    with world.server() as server:
+        final = expunge_due(
+            world.store,
+            server,
+            world.policy,
+            account="support",
+            actor="scheduler",
+            now=NOW + timedelta(days=31),
+        )
+    assert {k: v for k, v in final.skipped.items() if v} == {
+        "case keyword added on the server since the last sync": 1
+    }
+    assert final.expunged == 29
+    left = world.server_state().messages["Quarantine"]
+    assert [key for key, _flags in left.values()] == ["in-3"]
 
 
 def test_uidvalidity_changes_between_batches(

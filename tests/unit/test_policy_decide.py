@@ -195,6 +195,42 @@ def test_the_case_keyword_keeps_whatever_its_case(keyword: str) -> None:
     assert verdict.reasons[0].name == "$Reklamation"
 
 
+def test_a_mirrored_per_case_keyword_keeps_nothing_once_its_closed_case_has_run_out() -> None:
+    closed_at = datetime(2024, 10, 1, 14, tzinfo=STOCKHOLM)
+    mirrored = facts(
+        keywords=frozenset({"\\Seen", "$Reklamation_REK-2024-0002"}),
+        cases=(CaseLink("REK-2024-0002", is_open=False, closed_at=closed_at),),
+    )
+    verdict = decide(mirrored, POLICY, datetime(2025, 6, 1, tzinfo=UTC))
+    assert verdict.action is Action.PURGE, verdict.explain()
+    assert ReasonKind.CASE_KEYWORD not in kinds(verdict.reasons)
+
+
+@pytest.mark.parametrize("keyword", ["$Reklamation_REK-2024-0009", "$reklamation_rek-2024-0009"])
+def test_a_per_case_keyword_naming_a_case_the_thread_is_not_linked_to_keeps(keyword: str) -> None:
+    """Marked in a client for another case, not linked yet: never purged meanwhile."""
+    closed_at = datetime(2024, 10, 1, 14, tzinfo=STOCKHOLM)
+    marked = facts(
+        keywords=frozenset({keyword}),
+        cases=(CaseLink("REK-2024-0002", is_open=False, closed_at=closed_at),),
+    )
+    verdict = decide(marked, POLICY, END_OF_TIME)
+    assert (verdict.action, verdict.keep_until) == (Action.KEEP, None)
+    assert verdict.reasons[0].kind is ReasonKind.CASE_KEYWORD
+    assert "REK-2024-0009" in verdict.reasons[0].detail
+
+
+def test_the_plain_keyword_keeps_even_on_a_closed_cases_thread() -> None:
+    closed_at = datetime(2024, 10, 1, 14, tzinfo=STOCKHOLM)
+    marked = facts(
+        keywords=frozenset({"$Reklamation", "$Reklamation_REK-2024-0002"}),
+        cases=(CaseLink("REK-2024-0002", is_open=False, closed_at=closed_at),),
+    )
+    verdict = decide(marked, POLICY, END_OF_TIME)
+    assert (verdict.action, verdict.keep_until) == (Action.KEEP, None)
+    assert verdict.reasons[0].name == "$Reklamation"
+
+
 def test_a_closed_case_keeps_for_the_period_after_closing_then_falls_through() -> None:
     closed_at = datetime(2024, 10, 1, 14, tzinfo=STOCKHOLM)
     closed = facts(cases=(CaseLink("REK-2024-0002", is_open=False, closed_at=closed_at),))
