@@ -28,13 +28,27 @@ def search(
     account: str | None,
     limit: int,
     offset: int = 0,
+    include_restricted: bool = False,
 ) -> dict[str, Any]:
-    """One page of messages matching a query, newest first, and the total count."""
+    """One page of messages matching a query, newest first, and the total count.
+
+    Mail under a restriction of processing (GDPR art. 18) is left out unless
+    ``include_restricted`` (callers pass whether the person holds ``restricted_read``).
+    """
     query = parse_query(query_text)
+    hide = not include_restricted
     with store.transaction() as session:
-        total = search_queries.count_matching(session, query, zone=zone, account=account)
+        total = search_queries.count_matching(
+            session, query, zone=zone, account=account, hide_restricted=hide
+        )
         rows = search_queries.search_messages(
-            session, query, zone=zone, account=account, limit=limit, offset=offset
+            session,
+            query,
+            zone=zone,
+            account=account,
+            limit=limit,
+            offset=offset,
+            hide_restricted=hide,
         )
     return {"query": query.describe(), "total": total, "offset": offset, "messages": rows}
 

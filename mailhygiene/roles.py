@@ -7,7 +7,8 @@ read, reviewed and tested in one place:
     support    read, sync, case_manage, tag
     manager    support + plan_create, plan_approve, plan_execute, quarantine_restore,
                audit_read, subject_find
-    admin      everything
+    admin      everything, and only the admin: restricting a person's mail
+               (subject_restrict) and seeing restricted mail (restricted_read)
     scheduler  what ``mailhygiene run`` needs: read, sync, tag (automatic case linking),
                plan_create, plan_execute, quarantine_expunge, run_scheduled
 
@@ -51,6 +52,8 @@ class Permission(StrEnum):
     SUBJECT_FIND = "subject_find"
     SUBJECT_EXPORT = "subject_export"
     SUBJECT_ERASE = "subject_erase"
+    SUBJECT_RESTRICT = "subject_restrict"
+    RESTRICTED_READ = "restricted_read"
     AUDIT_READ = "audit_read"
     RULES_MANAGE = "rules_manage"
     RUN_SCHEDULED = "run_scheduled"

@@ -51,6 +51,8 @@ class AuditTag(StrEnum):
     SUBJECT_REQUEST = "subject:request"
     SUBJECT_EXPORT = "subject:export"
     SUBJECT_ERASE = "subject:erase"
+    SUBJECT_RESTRICT = "subject:restrict"
+    SUBJECT_UNRESTRICT = "subject:unrestrict"
     USER_ADD = "user:add"
     USER_DISABLE = "user:disable"
     USER_ENABLE = "user:enable"

@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from mailhygiene.cli.context import app, current_actor
-from mailhygiene.roles import Permission
+from mailhygiene.roles import Permission, allows
 from mailhygiene.users import ActingUser, authorise
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +81,13 @@ def acting_identity(ctx: click.Context) -> ActingUser:
 def acting_user(ctx: click.Context) -> str:
     """The authorised actor's name, to record as ``actor`` / ``created_by`` and in the audit."""
     return acting_identity(ctx).name
+
+
+def acting_user_may(ctx: click.Context, permission: Permission) -> bool:
+    """True when the authorised actor's role also carries ``permission`` (e.g. whether
+    ``search`` shows restricted mail); never audited, as nothing was refused."""
+    role = acting_identity(ctx).role
+    return role is not None and allows(role, permission)
 
 
 def permission_of(command: click.Command) -> Permission | None:

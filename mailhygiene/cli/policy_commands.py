@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mailhygiene.cli.auth import acting_user, requires
+from mailhygiene.cli.auth import acting_user, acting_user_may, requires
 from mailhygiene.cli.context import app, parse_now
 from mailhygiene.cli.governance_commands import RULES_COMMANDS, render_release_preview, report
 from mailhygiene.cli.output import fmt_time, interactive, json_option, print_json, print_table
@@ -57,6 +57,7 @@ def search_command(
         account=account_name,
         limit=limit,
         offset=offset,
+        include_restricted=acting_user_may(ctx, Permission.RESTRICTED_READ),
     )
     if as_json:
         print_json(page)
@@ -97,7 +98,12 @@ def explain_command(ctx: click.Context, message: str, now_text: str | None, as_j
     now = parse_now(now_text)
     explained = [
         explain_message(obj.store, obj.policy, row, now=now)
-        for row in resolve_messages(obj.store, message, zone=obj.policy.zone)[:20]
+        for row in resolve_messages(
+            obj.store,
+            message,
+            zone=obj.policy.zone,
+            include_restricted=acting_user_may(ctx, Permission.RESTRICTED_READ),
+        )[:20]
     ]
     if as_json:
         print_json(explained)

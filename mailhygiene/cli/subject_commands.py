@@ -1,4 +1,5 @@
-"""``subject find|export|erase|requests``: data-subject requests (GDPR access and erasure)."""
+"""``subject find|export|erase|requests|restrict|unrestrict|restrictions``: data-subject
+requests (GDPR access, erasure and restriction of processing)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import click
 from mailhygiene.cli.auth import acting_user, requires
 from mailhygiene.cli.context import app, parse_now
 from mailhygiene.cli.output import fmt_time, json_option, print_json, print_pairs, print_table
+from mailhygiene.restrictions import RestrictionView, lift, list_restrictions, restrict
 from mailhygiene.roles import Permission
 from mailhygiene.subjects import (
     ServerFor,
@@ -228,6 +230,12 @@ def erase_command(
         )
     if result.plans:
         click.echo("Send the letter above once the plan(s) have been executed.")
+    if result.kept:
+        click.echo(
+            f"{sum(group.messages for group in result.kept):,} message(s) must be kept; an "
+            f"admin can restrict them: mailhygiene subject restrict {result.email} "
+            '--basis "…" (hidden from staff, kept, reported).'
+        )
     for older in result.superseded:
         click.echo(f"Request {older} is replaced by {result.request}.")
     click.echo(f"Request {result.request}; due {fmt_time(result.due_at)}.")
@@ -273,6 +281,116 @@ def requests_command(
             )
             for v in views
         ],
+    )
+
+
+@subject.command("restrict")
+@click.argument("email")
+@click.option(
+    "--basis",
+    required=True,
+    metavar="TEXT",
+    help="The ground: the law that bars erasure, the claim, or the contested point.",
+)
+@click.option("--request-ref", default="", metavar="REF", help="The person's request reference.")
+@plus_option
+@now_option
+@json_option
+@click.pass_context
+@requires(Permission.SUBJECT_RESTRICT)
+def restrict_command(
+    ctx: click.Context,
+    email: str,
+    basis: str,
+    request_ref: str,
+    plus_addressing: bool,
+    now_text: str | None,
+    as_json: bool,
+) -> None:
+    """Restrict a person's mail (GDPR art. 18, or where art. 17(3) bars erasure): it is
+    kept as retention says, but only admins find it in search and explain.
+
+    Example: mailhygiene subject restrict anna@example.se --basis "bokföringslagen 7 kap."
+    """
+    obj = app(ctx)
+    view = restrict(
+        obj.store,
+        email,
+        basis=basis,
+        request_ref=request_ref,
+        actor=acting_user(ctx),
+        now=parse_now(now_text),
+        plus_addressing=plus_addressing,
+    )
+    if as_json:
+        print_json(asdict(view))
+        return
+    click.echo(
+        f"Restriction {view.ref}: {view.email}'s mail ({view.messages:,} indexed message(s) "
+        "now, and any that arrives) is hidden from search and explain for everyone but "
+        "admins. Retention still applies to it."
+    )
+
+
+@subject.command("unrestrict")
+@click.argument("restriction")
+@click.option("--reason", required=True, metavar="TEXT", help="Why the restriction ends.")
+@now_option
+@json_option
+@click.pass_context
+@requires(Permission.SUBJECT_RESTRICT)
+def unrestrict_command(
+    ctx: click.Context, restriction: str, reason: str, now_text: str | None, as_json: bool
+) -> None:
+    """Lift a restriction: the person's mail shows in search again.
+
+    Example: mailhygiene subject unrestrict RS-20261123-A1B2C3 --reason "claim settled"
+    """
+    view = lift(
+        app(ctx).store,
+        restriction,
+        reason=reason,
+        actor=acting_user(ctx),
+        now=parse_now(now_text),
+    )
+    if as_json:
+        print_json(asdict(view))
+        return
+    click.echo(f"Restriction {view.ref} lifted; {view.messages:,} message(s) show again.")
+
+
+@subject.command("restrictions")
+@click.option("--all", "include_lifted", is_flag=True, help="Include lifted restrictions.")
+@json_option
+@click.pass_context
+@requires(Permission.SUBJECT_RESTRICT)
+def restrictions_command(ctx: click.Context, include_lifted: bool, as_json: bool) -> None:
+    """Report restrictions of processing: whose mail, on what ground, since when, and how
+    many indexed messages each covers.
+
+    Example: mailhygiene subject restrictions --all --json
+    """
+    views = list_restrictions(app(ctx).store, include_lifted=include_lifted)
+    if as_json:
+        print_json([asdict(v) for v in views])
+        return
+    print_table(
+        "Restrictions of processing" + (" (all)" if include_lifted else " in force"),
+        ("ref", "email", "basis", "their ref", "since", "by", "lifted", "messages"),
+        [_restriction_row(v) for v in views],
+    )
+
+
+def _restriction_row(view: RestrictionView) -> tuple[object, ...]:
+    return (
+        view.ref,
+        view.email + (" (+sub-addresses)" if view.plus_addressing else ""),
+        view.basis,
+        view.request_ref,
+        fmt_time(view.placed_at),
+        view.placed_by,
+        fmt_time(view.lifted_at) if view.lifted_at else "",
+        view.messages,
     )
 
 

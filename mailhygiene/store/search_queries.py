@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, sele
 from sqlalchemy.orm import Session
 
 from mailhygiene.query import Query, Term, day_start
+from mailhygiene.store import restriction_queries
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
 
 _ROWS = 5000
@@ -122,31 +123,51 @@ def query_clause(query: Query, zone: ZoneInfo) -> ColumnElement[bool]:
     return and_(*(term_clause(term, zone) for term in query.terms))
 
 
-def _base(query: Query, zone: ZoneInfo, account: str | None) -> Any:
+def _base(
+    session: Session, query: Query, zone: ZoneInfo, account: str | None, hide_restricted: bool
+) -> Any:
     statement = (
         select(Message.id)
         .join(Folder, Folder.id == Message.folder_id)
         .join(Account, Account.id == Folder.account_id)
         .where(query_clause(query, zone))
     )
+    return _narrowed(session, statement, account, hide_restricted)
+
+
+def _narrowed(session: Session, statement: Any, account: str | None, hide_restricted: bool) -> Any:
     if account is not None:
         statement = statement.where(Account.name == account)
+    if hide_restricted and (hidden := restriction_queries.hidden_clause(session)) is not None:
+        statement = statement.where(not_(hidden))
     return statement
 
 
 def matching_rows(
-    session: Session, query: Query, *, zone: ZoneInfo, account: str | None = None
+    session: Session,
+    query: Query,
+    *,
+    zone: ZoneInfo,
+    account: str | None = None,
+    hide_restricted: bool = False,
 ) -> Iterator[int]:
-    """Row ids of every indexed message matching ``query``."""
-    result = session.execute(_base(query, zone, account).execution_options(yield_per=_ROWS))
+    """Row ids of every indexed message matching ``query`` (holds and erasure use this:
+    restricted mail is hidden only when asked)."""
+    statement = _base(session, query, zone, account, hide_restricted)
+    result = session.execute(statement.execution_options(yield_per=_ROWS))
     for (row_id,) in result:
         yield row_id
 
 
 def count_matching(
-    session: Session, query: Query, *, zone: ZoneInfo, account: str | None = None
+    session: Session,
+    query: Query,
+    *,
+    zone: ZoneInfo,
+    account: str | None = None,
+    hide_restricted: bool = False,
 ) -> int:
-    subquery = _base(query, zone, account).subquery()
+    subquery = _base(session, query, zone, account, hide_restricted).subquery()
     return int(session.scalar(select(func.count()).select_from(subquery)) or 0)
 
 
@@ -158,6 +179,7 @@ def search_messages(
     account: str | None,
     limit: int,
     offset: int = 0,
+    hide_restricted: bool = False,
 ) -> list[dict[str, Any]]:
     """A page of matching messages, newest first, as plain rows for display."""
     statement = (
@@ -183,8 +205,7 @@ def search_messages(
         .limit(limit)
         .offset(offset)
     )
-    if account is not None:
-        statement = statement.where(Account.name == account)
+    statement = _narrowed(session, statement, account, hide_restricted)
     keys = (
         "id",
         "account",
@@ -203,7 +224,13 @@ def search_messages(
     return [dict(zip(keys, row, strict=True)) for row in session.execute(statement)]
 
 
-def rows_by_id(session: Session, row_ids: list[int], *, account: str | None = None) -> list[int]:
+def rows_by_id(
+    session: Session,
+    row_ids: list[int],
+    *,
+    account: str | None = None,
+    hide_restricted: bool = False,
+) -> list[int]:
     """The given row ids that exist (in ``account``, when given)."""
     statement = (
         select(Message.id)
@@ -211,6 +238,4 @@ def rows_by_id(session: Session, row_ids: list[int], *, account: str | None = No
         .join(Account, Account.id == Folder.account_id)
         .where(Message.id.in_(row_ids))
     )
-    if account is not None:
-        statement = statement.where(Account.name == account)
-    return list(session.scalars(statement))
+    return list(session.scalars(_narrowed(session, statement, account, hide_restricted)))

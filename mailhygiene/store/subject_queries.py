@@ -76,18 +76,30 @@ def _padded_like(column: Any, pattern: str) -> ColumnElement[bool]:
     return cast(ColumnElement[bool], padded.ilike(pattern, escape="\\"))
 
 
-def address_candidates(
-    session: Session, *, addresses: Sequence[str], plus_of: Sequence[tuple[str, str]] = ()
-) -> Iterator[AddressRow]:
-    """Rows where any address header holds one of ``addresses`` as a whole word, or (for
-    plus-addressing) an address ``local+…@domain`` for a ``(local, domain)`` of ``plus_of``."""
+def address_clause(
+    addresses: Sequence[str], plus_of: Sequence[tuple[str, str]] = ()
+) -> ColumnElement[bool] | None:
+    """Any address header holds one of ``addresses`` as a whole word, or an address
+    ``local+…@domain`` for a ``(local, domain)`` of ``plus_of``; None when both are empty.
+
+    A prefilter: a ``LIKE`` may also match across two neighbouring addresses."""
     patterns = [f"% {_escape(a.lower())} %" for a in addresses]
     patterns += [
         f"% {_escape(local.lower())}+%@{_escape(domain.lower())} %" for local, domain in plus_of
     ]
     if not patterns:
+        return None
+    return or_(*(_padded_like(c, p) for c in _ADDRESS_COLUMNS for p in patterns))
+
+
+def address_candidates(
+    session: Session, *, addresses: Sequence[str], plus_of: Sequence[tuple[str, str]] = ()
+) -> Iterator[AddressRow]:
+    """Rows where any address header holds one of ``addresses`` as a whole word, or (for
+    plus-addressing) an address ``local+…@domain`` for a ``(local, domain)`` of ``plus_of``."""
+    clause = address_clause(addresses, plus_of)
+    if clause is None:
         return
-    clause = or_(*(_padded_like(c, p) for c in _ADDRESS_COLUMNS for p in patterns))
     statement = (
         select(
             Message.id,

@@ -1,6 +1,7 @@
-"""``subject find|export|erase|requests`` through the CLI against a real Dovecot: roles,
-human and ``--json`` output, the erasure going through ``purge approve``/``execute`` by a
-second person, one-line errors and documented examples."""
+"""``subject find|export|erase|requests|restrict|unrestrict|restrictions`` through the CLI
+against a real Dovecot: roles, human and ``--json`` output, the erasure going through
+``purge approve``/``execute`` by a second person, restriction hiding a person's mail from
+ordinary staff (GDPR art. 18 / 17(3)), one-line errors and documented examples."""
 
 from __future__ import annotations
 
@@ -229,3 +230,121 @@ def test_bad_input_is_one_clear_line(
     if code == 1:
         assert result.output.count("\n") == 1
         assert result.output.startswith("error: ")
+
+
+# -- restriction of processing ---------------------------------------------------
+
+LATER = "2026-03-10T12:00:00Z"
+
+
+def search_ids(run: Run, actor: str, query: str) -> set[str]:
+    result = run(actor, "search", query, "--json")
+    assert result.exit_code == 0, result.output
+    return {m["subject"] for m in json.loads(result.output)["messages"]}
+
+
+def restrict_anna(run: Run) -> dict[str, object]:
+    result = run(
+        "alice",
+        "subject",
+        "restrict",
+        ANNA,
+        "--basis",
+        "bokföringslagen 7 kap. 2 § bars erasure",
+        "--request-ref",
+        "B-17",
+        "--now",
+        NOW,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    view: dict[str, object] = json.loads(result.output)
+    return view
+
+
+def test_the_commands_are_admin_only() -> None:
+    for name in ("restrict", "unrestrict", "restrictions"):
+        assert permission_of(subject.commands[name]) is Permission.SUBJECT_RESTRICT
+
+
+def test_restricted_mail_is_hidden_from_staff_kept_and_reported(synced: Run) -> None:
+    everyone = search_ids(synced, "bob", "addr:" + ANNA)
+    assert "Faktura 77" in everyone
+
+    refused = synced("mia", "subject", "restrict", ANNA, "--basis", "x")
+    assert refused.exit_code == 3  # a manager may not restrict
+    view = restrict_anna(synced)
+    assert view["messages"] == 4  # three in INBOX, one in Sent
+
+    for actor in ("bob", "mia"):
+        assert search_ids(synced, actor, "addr:" + ANNA) == set()
+        assert search_ids(synced, actor, "subject:faktura") == set()
+        hidden = synced(actor, "explain", "subject:faktura")
+        assert hidden.exit_code != 0
+        assert "Traceback" not in hidden.output
+    assert "Hej" in search_ids(synced, "bob", "from:bertil@example.se")  # others unaffected
+    assert search_ids(synced, "alice", "addr:" + ANNA) == everyone  # admins still see it
+    assert synced("alice", "explain", "subject:faktura", "--now", NOW).exit_code == 0
+
+    # Kept: restriction changes nothing about retention, and nothing is planned for it.
+    plan = synced("mia", "purge", "plan", "--now", NOW, "--json")
+    assert plan.exit_code == 0, plan.output
+    assert "Faktura 77" not in plan.output
+
+    listed = synced("alice", "subject", "restrictions", "--json")
+    [row] = json.loads(listed.output)
+    assert (row["ref"], row["basis"], row["request_ref"]) == (
+        view["ref"],
+        "bokföringslagen 7 kap. 2 § bars erasure",
+        "B-17",
+    )
+    audit = synced("alice", "audit", "log", "--json")
+    assert "subject:restrict" in audit.output
+    assert ANNA not in audit.output  # the audit log holds a hash, never the address
+
+
+def test_mail_arriving_later_is_restricted_too_until_lifted(
+    synced: Run, mailbox: ImapAccount
+) -> None:
+    view = restrict_anna(synced)
+    when = datetime(2026, 3, 5, 9, tzinfo=UTC)
+    raw = message_bytes(subject="Ny fråga", from_=f"Anna <{ANNA}>", to="s@x.example", date=when)
+    append_messages(
+        mailbox.host, mailbox.port, mailbox.username, mailbox.password, "INBOX", [(raw, (), when)]
+    )
+    assert synced("bob", "sync", "--now", LATER, "--json").exit_code == 0
+    assert search_ids(synced, "bob", "subject:ny") == set()
+
+    twice = synced("alice", "subject", "restrict", ANNA, "--basis", "again")
+    assert twice.exit_code != 0
+    assert "already restricted" in twice.output
+
+    no_reason = synced("alice", "subject", "unrestrict", str(view["ref"]), "--reason", " ")
+    assert no_reason.exit_code != 0
+    assert "--reason is required" in no_reason.output
+    lifted = synced("alice", "subject", "unrestrict", str(view["ref"]), "--reason", "settled")
+    assert lifted.exit_code == 0, lifted.output
+    assert search_ids(synced, "bob", "subject:ny") == {"Ny fråga"}
+    assert json.loads(synced("alice", "subject", "restrictions", "--json").output) == []
+    every = json.loads(synced("alice", "subject", "restrictions", "--all", "--json").output)
+    assert [r["lifted_by"] for r in every] == ["alice"]
+
+
+def test_a_malformed_address_is_one_clear_line(synced: Run) -> None:
+    result = synced("alice", "subject", "restrict", "not-an-address", "--basis", "x")
+    assert result.exit_code != 0
+    assert "is not an email address" in result.output
+    assert "Traceback" not in result.output
+    unknown = synced("alice", "subject", "unrestrict", "RS-NOPE", "--reason", "x")
+    assert unknown.exit_code != 0
+    assert "no restriction RS-NOPE" in unknown.output
+
+
+def test_old_invoice_stays_restricted_not_erased(synced: Run) -> None:
+    """The barred invoice is kept by erasure and can then be restricted."""
+    erased = synced("alice", "subject", "erase", ANNA, "--request-ref", "B-17", "--now", NOW)
+    assert erased.exit_code == 0, erased.output
+    assert "by law" in erased.output
+    assert f"mailhygiene subject restrict {ANNA}" in erased.output  # the next step, named
+    restrict_anna(synced)
+    assert search_ids(synced, "bob", "subject:faktura") == set()

@@ -24,6 +24,7 @@ import mailparser
 import pytest
 from sqlalchemy import select, update
 
+from mailhygiene import reports, restrictions
 from mailhygiene.audit import log as audit
 from mailhygiene.config.rules import load_rules
 from mailhygiene.config.settings import AccountSettings, PasswordSource
@@ -668,3 +669,47 @@ def test_export_of_5000_messages_streams_to_disk(
     # 230 MB of mail went to disk one message at a time
     # ~2.5 KB of index entry per message stays in memory; the mail itself never does
     assert peak < 25 * 1024 * 1024, f"peak growth {peak / 1e6:.1f} MB"
+
+
+# ---------------------------------------------------------------------- restriction
+
+
+def _subjects_visible(world: World, query: str, *, include_restricted: bool) -> set[str]:
+    page = reports.search(
+        world.store,
+        query,
+        zone=world.policy.zone,
+        account=None,
+        limit=100,
+        include_restricted=include_restricted,
+    )
+    return {m["message_id"].split("@")[0] for m in page["messages"]}
+
+
+def test_a_restriction_hides_exactly_her_mail_and_the_plus_form_widens_it(world: World) -> None:
+    everything = _subjects_visible(world, "after:2000-01-01", include_restricted=True)
+    hers = ERASED | set(KEPT_FOR_ANNA)
+    view = restrictions.restrict(
+        world.store, ANNA, basis="bokföringslagen", request_ref="B-1", actor="admin", now=NOW
+    )
+    assert view.messages == len(hers)
+    visible = _subjects_visible(world, "after:2000-01-01", include_restricted=False)
+    assert visible == everything - hers
+    assert {"a3", "a4"} <= visible  # anna+shop@ without plus-addressing; hanna@ never
+    assert _subjects_visible(world, "after:2000-01-01", include_restricted=True) == everything
+    # what holds, erasure and purge planning see is unchanged: they never hide
+    result = find(world.store, world.policy, ANNA, actor="mia", now=NOW)
+    assert _ids(result.messages) == hers
+
+    restrictions.lift(world.store, view.ref, reason="settled", actor="admin", now=NOW)
+    wider = restrictions.restrict(
+        world.store,
+        ANNA,
+        basis="art. 18(1)(a)",
+        request_ref="B-2",
+        actor="admin",
+        now=NOW,
+        plus_addressing=True,
+    )
+    assert wider.messages == len(hers) + 1  # anna+shop@
+    assert "a3" not in _subjects_visible(world, "after:2000-01-01", include_restricted=False)

@@ -70,6 +70,8 @@ def test_manager_is_a_superset_of_support() -> None:
         P.CASE_MANAGE,
         P.AUDIT_READ,
         P.QUARANTINE_RESTORE,
+        P.SUBJECT_RESTRICT,
+        P.RESTRICTED_READ,
     ],
 )
 def test_scheduler_cannot_do_what_the_run_does_not_need(permission: Permission) -> None:
@@ -86,6 +88,8 @@ def test_scheduler_cannot_do_what_the_run_does_not_need(permission: Permission) 
         (P.USER_MANAGE, Role.ADMIN),
         (P.QUARANTINE_EXPUNGE, Role.ADMIN),
         (P.RUN_SCHEDULED, Role.ADMIN),
+        (P.SUBJECT_RESTRICT, Role.ADMIN),
+        (P.RESTRICTED_READ, Role.ADMIN),
     ],
 )
 def test_least_role_points_people_at_a_human_role(permission: Permission, least: Role) -> None:
