@@ -61,13 +61,16 @@ def decide(facts: MessageFacts, policy: Policy, now: datetime) -> Verdict:
     if now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
     zone = policy.zone
-    protections = [
-        *_holds(facts),
-        *_open_cases(facts, policy),
-        *_closed_cases(facts.cases, policy, zone),
-    ]
     retention = _retention(facts, policy, zone)
-    findings = [*protections, *retention]
+    if facts.holds or facts.cases or facts.keywords:
+        findings = [
+            *_holds(facts),
+            *_open_cases(facts, policy),
+            *_closed_cases(facts.cases, policy, zone),
+            *retention,
+        ]
+    else:
+        findings = retention
 
     keep_until: datetime | None
     if any(finding.until is None for finding in findings):
@@ -178,11 +181,14 @@ def _retention(facts: MessageFacts, policy: Policy, zone: ZoneInfo) -> list[_Fin
     basis = "received" if facts.internal_date is not None else "sent (Date header)"
     if not matching:
         until = _add(policy.default_keep, _local_start(base, Anchor.RECEIVED, zone))
-        detail = (
-            f"kept {policy.default_keep.describe()} from {basis} {_local(base, zone)} "
-            f"→ {_until(until, zone)}"
-        )
-        return [_Finding(Reason(ReasonKind.DEFAULT, "default", detail), until)]
+
+        def default_detail() -> str:
+            return (
+                f"kept {policy.default_keep.describe()} from {basis} {_local(base, zone)} "
+                f"→ {_until(until, zone)}"
+            )
+
+        return [_Finding(Reason(ReasonKind.DEFAULT, "default", default_detail), until)]
 
     findings = [_rule_finding(rule, base, basis, zone) for rule in matching]
     # Retention beats deletion: the rule keeping longest decides; ties go to file order.
@@ -193,17 +199,19 @@ def _retention(facts: MessageFacts, policy: Policy, zone: ZoneInfo) -> list[_Fin
 def _rule_finding(rule: RetentionRule, base: datetime, basis: str, zone: ZoneInfo) -> _Finding:
     start = _local_start(base, rule.anchor, zone)
     until = _add(rule.keep, start)
-    keep = rule.keep.describe()
-    if rule.anchor is Anchor.END_OF_YEAR:
-        year = base.year if start is None else start.year - 1
-        through = (
-            _BEYOND
-            if until is None
-            else f"through {(until.astimezone(zone) - timedelta(microseconds=1)).date()}"
-        )
-        detail = f"kept {keep} from the end of {year} ({basis} {_local(base, zone)}) → {through}"
-    else:
-        detail = f"kept {keep} from {basis} {_local(base, zone)} → {_until(until, zone)}"
+
+    def detail() -> str:
+        keep = rule.keep.describe()
+        if rule.anchor is Anchor.END_OF_YEAR:
+            year = base.year if start is None else start.year - 1
+            through = (
+                _BEYOND
+                if until is None
+                else f"through {(until.astimezone(zone) - timedelta(microseconds=1)).date()}"
+            )
+            return f"kept {keep} from the end of {year} ({basis} {_local(base, zone)}) → {through}"
+        return f"kept {keep} from {basis} {_local(base, zone)} → {_until(until, zone)}"
+
     return _Finding(Reason(ReasonKind.RULE, rule.name, detail), until)
 
 

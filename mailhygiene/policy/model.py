@@ -8,7 +8,7 @@ turns the two into a ``Verdict``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -103,13 +103,42 @@ class ReasonKind(StrEnum):
     CASE_KEYWORD = "case_keyword"
 
 
-@dataclass(frozen=True, slots=True)
 class Reason:
-    """One thing that bears on a message's fate: which hold, case or rule, and what it says."""
+    """One thing that bears on a message's fate: which hold, case or rule, and what it says.
 
-    kind: ReasonKind
-    name: str
-    detail: str
+    ``detail`` may be given as a function that writes it: planning decides about every
+    message of a mailbox but shows the words for few, and formatting dates for all of
+    them would cost more than the decision (see ``scripts/bench.py``). It is written
+    once, on first use. Equality and hashing go by kind, name and detail.
+    """
+
+    __slots__ = ("_detail", "kind", "name")
+
+    def __init__(self, kind: ReasonKind, name: str, detail: str | Callable[[], str]) -> None:
+        self.kind = kind
+        self.name = name
+        self._detail = detail
+
+    @property
+    def detail(self) -> str:
+        detail = self._detail
+        if not isinstance(detail, str):
+            detail = self._detail = detail()
+        return detail
+
+    def _key(self) -> tuple[ReasonKind, str, str]:
+        return (self.kind, self.name, self.detail)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reason):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Reason(kind={self.kind!r}, name={self.name!r}, detail={self.detail!r})"
 
     def __str__(self) -> str:
         return f"{self.kind.value} {self.name}: {self.detail}"
@@ -179,6 +208,9 @@ class RetentionRule:
     matchers: tuple[Matcher, ...]
     description: str = ""
     source: str = ""  # where the period comes from, e.g. "bokföringslagen 7 kap. 2 §"
+    _checks: tuple[Callable[[MessageFacts], bool], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -186,9 +218,14 @@ class RetentionRule:
         if not self.matchers:
             # A rule without conditions would silently replace the default for all mail.
             raise ValueError(f"rule {self.name!r} has no conditions; use the default instead")
+        # why: bound methods looked up once; planning asks every rule about every message
+        object.__setattr__(self, "_checks", tuple(matcher.matches for matcher in self.matchers))
 
     def matches(self, facts: MessageFacts) -> bool:
-        return all(matcher.matches(facts) for matcher in self.matchers)
+        for check in self._checks:  # noqa: SIM110 - a loop; all() over a generator is slower
+            if not check(facts):
+                return False
+        return True
 
     def describe(self) -> str:
         """E.g. ``bookkeeping: keep 7 years from the end of … when subject matches …``."""

@@ -140,14 +140,18 @@ def compute_plan(
                     reason_detail=deciding.detail,
                 )
             )
-            folder_totals = by_folder.setdefault(row.folder, Counter())
+            size = row.facts.size
+            folder_totals = by_folder.get(row.folder)
+            if folder_totals is None:
+                folder_totals = by_folder[row.folder] = Counter()
             folder_totals["messages"] += 1
-            folder_totals["bytes"] += row.facts.size
-            reason_totals = by_reason.setdefault(
-                f"{deciding.kind.value}:{deciding.name}", Counter()
-            )
+            folder_totals["bytes"] += size
+            reason_key = f"{deciding.kind.value}:{deciding.name}"
+            reason_totals = by_reason.get(reason_key)
+            if reason_totals is None:
+                reason_totals = by_reason[reason_key] = Counter()
             reason_totals["messages"] += 1
-            reason_totals["bytes"] += row.facts.size
+            reason_totals["bytes"] += size
     digest = content_hash(kind=kind, account=account, policy_hash=policy.source_hash, items=items)
     summary = PlanSummary(
         ref=None,

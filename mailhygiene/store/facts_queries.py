@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,6 +47,46 @@ def case_links_by_thread(session: Session) -> dict[str, tuple[CaseLink, ...]]:
 
 
 HoldLookup = Callable[[int], tuple[str, ...]]
+
+
+class _StoredHeaders(Mapping[str, str]):
+    """The extra headers stored as JSON, decoded only when a rule asks for one.
+
+    Most policies match on folder, sender and subject; decoding every message's headers
+    while planning would cost more than deciding about it.
+    """
+
+    __slots__ = ("_decoded", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._decoded: dict[str, str] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = json.loads(self._text)
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._headers().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._headers()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __repr__(self) -> str:
+        return repr(self._headers())
+
+
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 def iter_indexed(
@@ -127,7 +168,7 @@ def iter_indexed(
                 to_addrs=tuple(to_addrs.split()),
                 cc_addrs=tuple(cc_addrs.split()),
                 subject=subject,
-                headers=json.loads(extra) if extra and extra != "{}" else {},
+                headers=_StoredHeaders(extra) if extra and extra != "{}" else _NO_HEADERS,
                 keywords=frozenset(flags.split()),
                 cases=cases.get(thread_id, no_cases) if thread_id else no_cases,
                 holds=holds_for(row_id),
