@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -42,10 +43,10 @@ from mailhygiene.purge.approve import check_authorised
 from mailhygiene.purge.lock import account_lock
 from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlanStatus
 from mailhygiene.store import facts_queries, governance_queries, purge_queries
-from mailhygiene.store.models import PlanItem
+from mailhygiene.store.purge_queries import JournalItem
 from mailhygiene.store.session import Store
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 5000
 
 
 class PurgeServer(Protocol):
@@ -140,7 +141,7 @@ def execute_plan(
                 planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
         if progress is not None:
             progress.started(len(planned))
-        by_folder: dict[str, list[PlanItem]] = defaultdict(list)
+        by_folder: dict[str, list[JournalItem]] = defaultdict(list)
         for item in planned:
             by_folder[item.folder].append(item)
         batch_number = 0
@@ -206,7 +207,7 @@ def _execute_folder(
     ref: str,
     account: str,
     folder: str,
-    items: list[PlanItem],
+    items: list[JournalItem],
     report: ExecutionReport,
     *,
     actor: str,
@@ -225,57 +226,84 @@ def _execute_folder(
         # why: a new UIDVALIDITY means every planned UID may now name a different message
         _skip(store, stale, "UIDVALIDITY changed since the plan", now)
     current = [i for i in items if i.uidvalidity == status.uidvalidity]
+    batches = [current[start : start + batch_size] for start in range(0, len(current), batch_size)]
     batch_number = first_batch
-    for start in range(0, len(current), batch_size):
-        batch = current[start : start + batch_size]
-        batch_number += 1
-        verified, refusals = _verify_batch(store, server, policy, account, batch, now, kind)
-        for reason, ids in refusals.items():
-            _skip(store, ids, reason, now)
-        if verified:
-            _run_batch(
-                store,
-                server,
-                policy,
-                plan_id,
-                ref,
-                account,
-                folder,
-                verified,
-                status,
-                batch_number,
-                actor=actor,
-                now=now,
-            )
-        report.batches += 1
-        if progress is not None:
-            progress.advanced(len(batch))
+    # The journal's database work runs on one helper thread, in order, while this thread
+    # waits for the server: batch N+1's index facts are read during batch N's move, and
+    # batch N's outcome is recorded during batch N+1's identity fetch. The order that
+    # makes a crash safe is unchanged: each batch is marked in flight (committed) before
+    # the server command that names exactly its UIDs, and its outcome is committed
+    # before the next batch is judged.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal:
+        recorded: Future[None] | None = None
+        facts = (
+            journal.submit(_indexed_rows, store, policy, account, batches[0]) if batches else None
+        )
+        for index, batch in enumerate(batches):
+            batch_number += 1
+            identities = server.fetch_identity([item.uid for item in batch])
+            if recorded is not None:
+                recorded.result()
+            assert facts is not None
+            verified, refusals = _judge(policy, batch, identities, facts.result(), now, kind)
+            for reason, ids in refusals.items():
+                _skip(store, ids, reason, now)
+            recorded = None
+            if verified:
+                _mark_in_flight(store, verified, batch_number)
+            if index + 1 < len(batches):
+                facts = journal.submit(_indexed_rows, store, policy, account, batches[index + 1])
+            if verified:
+                outcome = _send_batch(server, policy, verified)
+                recorded = journal.submit(
+                    _record_batch,
+                    store,
+                    plan_id,
+                    ref,
+                    account,
+                    folder,
+                    outcome,
+                    status,
+                    batch_number,
+                    actor=actor,
+                    now=now,
+                    policy=policy,
+                )
+            report.batches += 1
+            if progress is not None:
+                progress.advanced(len(batch))
+        if recorded is not None:
+            recorded.result()
     return batch_number
 
 
-def _verify_batch(
-    store: Store,
-    server: PurgeServer,
-    policy: Policy,
-    account: str,
-    batch: list[PlanItem],
-    now: datetime,
-    kind: PlanKind = PlanKind.PURGE,
-) -> tuple[list[tuple[PlanItem, MessageIdentity]], dict[str, list[int]]]:
-    """Split a batch into items still safe to act on and refusals grouped by reason."""
-    kept_now = kept_now_check(policy, kind)
-    identities = server.fetch_identity([item.uid for item in batch])
-    refusals: dict[str, list[int]] = defaultdict(list)
-    verified: list[tuple[PlanItem, MessageIdentity]] = []
+def _indexed_rows(
+    store: Store, policy: Policy, account: str, batch: list[JournalItem]
+) -> dict[int, facts_queries.IndexedRow]:
+    """The batch's index rows with their current cases and holds."""
     rows = [item.message_row for item in batch if item.message_row]
     with store.transaction() as session:
         holds_for = hold_lookup(session, account=account, zone=policy.zone)
-        indexed = {
+        return {
             row.message_row: row
             for row in facts_queries.iter_indexed(
                 session, account=account, holds_for=holds_for, message_rows=rows
             )
         }
+
+
+def _judge(
+    policy: Policy,
+    batch: list[JournalItem],
+    identities: dict[int, MessageIdentity],
+    indexed: dict[int, facts_queries.IndexedRow],
+    now: datetime,
+    kind: PlanKind = PlanKind.PURGE,
+) -> tuple[list[tuple[JournalItem, MessageIdentity]], dict[str, list[int]]]:
+    """Split a batch into items still safe to act on and refusals grouped by reason."""
+    kept_now = kept_now_check(policy, kind)
+    refusals: dict[str, list[int]] = defaultdict(list)
+    verified: list[tuple[JournalItem, MessageIdentity]] = []
     for item in batch:
         identity = identities.get(item.uid)
         if identity is None:
@@ -331,25 +359,33 @@ def _with_keywords(facts: MessageFacts, keywords: frozenset[str]) -> MessageFact
     return replace(facts, keywords=keywords)
 
 
-def _run_batch(
-    store: Store,
-    server: PurgeServer,
-    policy: Policy,
-    plan_id: int,
-    ref: str,
-    account: str,
-    folder: str,
-    verified: list[tuple[PlanItem, MessageIdentity]],
-    status: FolderStatus,
-    batch_number: int,
-    *,
-    actor: str,
-    now: datetime,
+@dataclass
+class _BatchOutcome:
+    """What the server did with one batch."""
+
+    action: ItemAction
+    verified: list[tuple[JournalItem, MessageIdentity]]
+    done: list[JournalItem]
+    not_moved: set[int]
+    refused: set[int]
+    mapping: dict[int, int]
+
+
+def _mark_in_flight(
+    store: Store, verified: list[tuple[JournalItem, MessageIdentity]], batch_number: int
 ) -> None:
-    item_ids = [item.id for item, _ in verified]
-    uids = [item.uid for item, _ in verified]
+    """Journal the batch before the server command: a crash from here on is reconciled."""
     with store.transaction() as session:
-        purge_queries.mark_items(session, item_ids, ItemState.IN_FLIGHT, batch=batch_number)
+        purge_queries.mark_items(
+            session, [item.id for item, _ in verified], ItemState.IN_FLIGHT, batch=batch_number
+        )
+
+
+def _send_batch(
+    server: PurgeServer, policy: Policy, verified: list[tuple[JournalItem, MessageIdentity]]
+) -> _BatchOutcome:
+    """Move or delete exactly the batch's UIDs (already marked in flight)."""
+    uids = [item.uid for item, _ in verified]
     action = ItemAction(verified[0][0].action)
     refused: set[int] = set()
     not_moved: set[int] = set()
@@ -365,6 +401,27 @@ def _run_batch(
         unchanged_since = max(modseqs) if server.condstore and modseqs else None
         refused = server.delete(uids, unchanged_since=unchanged_since)
     done = [item for item, _ in verified if item.uid not in refused | not_moved]
+    return _BatchOutcome(action, verified, done, not_moved, refused, mapping)
+
+
+def _record_batch(
+    store: Store,
+    plan_id: int,
+    ref: str,
+    account: str,
+    folder: str,
+    outcome: _BatchOutcome,
+    status: FolderStatus,
+    batch_number: int,
+    *,
+    actor: str,
+    now: datetime,
+    policy: Policy,
+) -> None:
+    """Commit what the server did with a batch: the journal, quarantine ledger or
+    tombstones, the index rows that left the folder, and the audit entry."""
+    done, not_moved, refused = outcome.done, outcome.not_moved, outcome.refused
+    mapping, verified, action = outcome.mapping, outcome.verified, outcome.action
     with store.transaction() as session:
         purge_queries.mark_items(session, [i.id for i in done], ItemState.DONE, done_at=now)
         if not_moved:
@@ -417,7 +474,7 @@ def _run_batch(
 
 
 def _quarantine_rows(
-    done: Sequence[PlanItem],
+    done: Sequence[JournalItem],
     mapping: dict[int, int],
     ref: str,
     account: str,
@@ -459,14 +516,14 @@ def _reconcile(
     plan_id: int,
     ref: str,
     account: str,
-    in_flight: list[PlanItem],
+    in_flight: list[JournalItem],
     *,
     actor: str,
     now: datetime,
 ) -> dict[str, int]:
     """Settle items a crashed run left ``in_flight`` by looking at the server."""
     outcome: Counter[str] = Counter()
-    by_folder: dict[str, list[PlanItem]] = defaultdict(list)
+    by_folder: dict[str, list[JournalItem]] = defaultdict(list)
     for item in in_flight:
         by_folder[item.folder].append(item)
     for folder, items in by_folder.items():
@@ -488,7 +545,7 @@ def _reconcile(
         outcome["not yet acted on; will be re-verified"] += len(still_there)
         gone = [i for i in items if i not in still_there]
         moved: dict[int, int] = {}
-        vanished: list[PlanItem] = []
+        vanished: list[JournalItem] = []
         if gone and gone[0].action == ItemAction.MOVE.value:
             if _select_for_plan(server, policy.quarantine_folder) is not None:
                 moved = _find_in_quarantine(store, server, policy, account, gone)
@@ -550,7 +607,7 @@ def _reconcile(
 
 
 def _find_in_quarantine(
-    store: Store, server: PurgeServer, policy: Policy, account: str, items: list[PlanItem]
+    store: Store, server: PurgeServer, policy: Policy, account: str, items: list[JournalItem]
 ) -> dict[int, int]:
     """Where each moved item landed in the (selected) quarantine folder: item id → UID.
 
