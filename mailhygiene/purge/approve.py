@@ -144,6 +144,13 @@ def verify_plan_integrity(session: Session, plan: Plan) -> None:
 
 def check_authorised(session: Session, plan: Plan, policy: Policy, now: datetime) -> None:
     """Refuse unless ``plan`` is approved, unexpired, unaltered and approved by the right people."""
+    if plan.status == PlanStatus.DONE.value:
+        raise SafetyRefusal(
+            f"plan {plan.ref} was already executed; nothing is left to do "
+            f"('mailhygiene purge show {plan.ref}' shows what it did)"
+        )
+    if plan.status == PlanStatus.REJECTED.value:
+        raise SafetyRefusal(f"plan {plan.ref} was rejected; make a new plan")
     if plan.status not in (PlanStatus.APPROVED.value, PlanStatus.EXECUTING.value):
         # why: only an approved plan may touch the server
         raise SafetyRefusal(

@@ -157,6 +157,8 @@ def test_end_to_end_moves_only_expired_mail_to_quarantine(world: World) -> None:
     with world.store.transaction() as session:
         remaining = session.scalars(select(Message.message_id)).all()
     assert sorted(remaining) == sorted(f"new-{i}@example.se" for i in range(3))
+    with pytest.raises(SafetyRefusal, match="already executed"):
+        world.execute(ref)  # a second run says what happened instead of "not approved"
 
 
 def test_unapproved_plan_is_refused_and_nothing_moves(world: World) -> None:
