@@ -1267,6 +1267,7 @@ def generate_bulk(
 
     followups: dict[int, tuple[str, list[int]]] = {}
     case_refs: list[str] = []
+    per_year: dict[int, int] = {}
     complaint = complaint_old = total_bytes = 0
     lo_size, size_span = size[0], size[1] - size[0]
     n_starts, n_senders, n_subjects = len(starts), len(senders), len(subjects)
@@ -1303,7 +1304,10 @@ def generate_bulk(
         elif roll < case_rate:
             topic = rng.choice(_CASE_TOPICS)
             year = time.gmtime(stamp).tm_year
-            ref = f"REK-{year}-{len(case_refs) + 1:05d}"
+            # Numbered per year like PROMIX's own (REK-2025-0042), so the default case
+            # pattern REK-\d{4}-\d{4} links them.
+            per_year[year] = number = per_year.get(year, 0) + 1
+            ref = f"REK-{year}-{number:04d}"
             case_refs.append(ref)
             subject = encode_words(f"Reklamation {ref}: {topic}").encode("ascii")
             thread = [i]

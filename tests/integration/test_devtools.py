@@ -380,6 +380,9 @@ def test_bulk_mailbox(dovecot: ThrowawayDovecot, mailbox: ImapAccount) -> None:
     assert summary.count == count
     assert 0.6 < summary.older_than_365_days / count < 0.73
     assert summary.rate > 0
+    assert summary.case_refs
+    assert len(set(summary.case_refs)) == len(summary.case_refs)
+    assert all(re.fullmatch(r"REK-\d{4}-\d{4}", ref) for ref in summary.case_refs)
     conn = login(mailbox)
     try:
         status, data = conn.select("INBOX", readonly=True)
