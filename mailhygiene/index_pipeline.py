@@ -9,10 +9,10 @@ worker processes. A worker parses it and inserts it over its own database connec
 
 Workers are started with ``spawn``, never ``fork``: the parent may run threads (rich's
 progress refresh, imaplib's reader), and a forked child would inherit their locks held.
-Workers ignore SIGINT, so a Ctrl-C in the terminal reaches only the parent, which stops
-fetching, lets the workers finish the batches they already hold (they are complete),
-records the resume position and re-raises. A second Ctrl-C ends the workers at once;
-their open transactions roll back.
+Workers ignore SIGINT from their start, so a Ctrl-C in the terminal reaches only the
+parent, which stops fetching, lets the workers finish the batches they already hold
+(they are complete), records the resume position and re-raises. A second Ctrl-C ends
+the workers at once; their open transactions roll back.
 
 Resume: a worker commits its batch alone, and batches finish in any order. Only the
 parent moves ``folders.synced_uidnext``, and only over the unbroken run of committed
@@ -168,7 +168,7 @@ class _Pipeline:
 
     # -- parent loop ----------------------------------------------------------------------
     def run(self, batches: Iterator[RawBatch]) -> None:
-        with _main_module_hidden():
+        with main_module_hidden(), _children_ignore_sigint():
             for process in self._processes:
                 process.start()
         failure: BaseException | None = None
@@ -303,7 +303,7 @@ class _Pipeline:
 
 
 @contextmanager
-def _main_module_hidden() -> Iterator[None]:
+def main_module_hidden() -> Iterator[None]:
     """Start spawned workers without re-running the caller's main module in them.
 
     ``spawn`` re-imports the parent's ``__main__`` in every child so that objects defined
@@ -319,6 +319,26 @@ def _main_module_hidden() -> Iterator[None]:
     finally:
         if main is not None:
             sys.modules["__main__"] = main
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start workers with SIGINT ignored from their first instruction.
+
+    A Ctrl-C reaches the terminal's whole process group. A spawned worker only ignores it
+    once ``_worker_main`` runs, after a second of imports in which it would die with a
+    traceback; an ignored signal stays ignored across ``exec``, so the workers are
+    started while the parent ignores it. A Ctrl-C in that short window is lost (the
+    sync can be stopped again a moment later).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
