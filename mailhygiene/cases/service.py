@@ -257,15 +257,38 @@ def reopen_case(store: Store, policy: Policy, *, ref: str, actor: str, now: date
 
 
 def rename_case(
-    store: Store, policy: Policy, *, ref: str, new_ref: str, actor: str, now: datetime
+    store: Store,
+    policy: Policy,
+    *,
+    ref: str,
+    new_ref: str,
+    actor: str,
+    now: datetime,
+    server_for: ServerFor | None = None,
 ) -> CaseView:
     """Give a case (typically an untriaged one) its real reference.
 
     When ``new_ref`` exists, the threads move to it and the old case is closed as
     merged; otherwise a case ``new_ref`` is opened with the old one's title and threads.
     Either way the old case stays on record (closed, reason ``renamed to …``).
+
+    With ``server_for``, the old case's keyword (``$Reklamation_OLD``) is first removed
+    from the threads' mail on the server — left there it would name a case the threads
+    are no longer linked to, which keeps mail indefinitely (``policy.decide``). An IMAP
+    failure stops the rename before anything changes; mirroring then sets the new
+    case's keyword.
     """
     target_ref = validate_case_ref(new_ref, _pattern(policy))
+    if server_for is not None:
+        with store.transaction() as session:
+            case = _get(session, policy, ref)
+            threads = sorted({link.thread_id for link in cq.case_links(session, case.id)})
+            messages = cq.messages_in_threads(session, threads)
+        with suppress(InputError):  # a ref that cannot be a keyword was never mirrored
+            old_keyword = keyword_for_case(case.ref, case_keyword_prefix(policy))
+            remove_case_keywords(
+                store, server_for, messages, dict.fromkeys(threads, (old_keyword,))
+            )
     with store.transaction() as session:
         case = _get(session, policy, ref)
         if case.ref == target_ref:

@@ -10,9 +10,9 @@ import click
 
 from mailhygiene.cases import service
 from mailhygiene.cases.linking import LinkResult, ReviewItem
-from mailhygiene.cases.mirror import KeywordServer, MirrorResult
+from mailhygiene.cases.mirror import KeywordServer, MirrorResult, ServerFor
 from mailhygiene.cli.auth import acting_user, requires
-from mailhygiene.cli.context import app, parse_now
+from mailhygiene.cli.context import AppContext, app, parse_now
 from mailhygiene.cli.output import fmt_time, json_option, print_json, print_pairs, print_table
 from mailhygiene.roles import Permission
 
@@ -114,6 +114,7 @@ def rename_command(
         new_ref=new_ref,
         actor=acting_user(ctx),
         now=parse_now(now_text),
+        server_for=_server_for(obj),
     )
     _print_case(view, as_json, f"{ref.upper()} is now {view.ref}.")
 
@@ -395,10 +396,6 @@ def untag_command(
     Example: mailhygiene untag 4711 --case REK-2025-0042 --reason "fel ärende"
     """
     obj = app(ctx)
-
-    def server_for(account: str) -> AbstractContextManager[KeywordServer]:
-        return obj.server(account)
-
     result = service.untag(
         obj.store,
         obj.policy,
@@ -407,7 +404,7 @@ def untag_command(
         reason=reason,
         actor=acting_user(ctx),
         now=parse_now(now_text),
-        server_for=None if keep_keyword else server_for,
+        server_for=None if keep_keyword else _server_for(obj),
         confirmed=yes,
     )
     if as_json:
@@ -495,6 +492,15 @@ def _print_link(result: LinkResult, mirrored: MirrorResult | None) -> None:
         _print_review(result.review)
     if mirrored is not None:
         _print_mirror(mirrored)
+
+
+def _server_for(obj: AppContext) -> ServerFor:
+    """Connections to the settings' accounts, for services that change keywords."""
+
+    def server_for(account: str) -> AbstractContextManager[KeywordServer]:
+        return obj.server(account)
+
+    return server_for
 
 
 def _print_mirror(result: MirrorResult) -> None:

@@ -340,6 +340,34 @@ def test_keyword_set_in_another_client_links_on_next_sync(world: World) -> None:
     assert world.link(NOW + 2 * DAY).linked == 0  # the keyword does not link it twice
 
 
+def test_renaming_a_mirrored_case_moves_its_keyword_and_the_old_one_keeps_nothing(
+    world: World,
+) -> None:
+    ids = complaint_over_inbox_and_sent(world)
+    world.sync_and_link()
+    world.mirror()
+    service.rename_case(
+        world.store,
+        world.policy,
+        ref="REK-2025-0042",
+        new_ref="REK-2025-0043",
+        actor="bob",
+        now=NOW,
+        server_for=world.server_for,
+    )
+    assert world.mirror().marked == 4
+    inbox, sent = world.server_keywords("INBOX"), world.server_keywords("Sent")
+    for flags in (*(inbox[m] for m in ids if m in inbox), *(sent[m] for m in ids if m in sent)):
+        assert "$Reklamation_REK-2025-0043" in flags
+        assert "$Reklamation_REK-2025-0042" not in flags
+    service.close_case(
+        world.store, world.policy, ref="REK-2025-0043", reason="klar", actor="bob", now=NOW
+    )
+    world.sync()
+    verdict = world.verdict(ids[0], NOW + 400 * DAY)
+    assert verdict.action is Action.PURGE, verdict.explain()
+
+
 def test_mirroring_marks_every_message_in_every_folder(world: World) -> None:
     ids = complaint_over_inbox_and_sent(world)
     world.sync_and_link()
