@@ -18,6 +18,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mailhygiene.policy import Reason
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -39,6 +41,8 @@ def _default(value: object) -> object:
         return list(value)
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
+    if isinstance(value, Reason):
+        return {"kind": value.kind.value, "name": value.name, "detail": value.detail}
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
