@@ -240,7 +240,7 @@ def test_case_keyword_added_inside_a_batch_window_is_caught_by_the_quarantine(
 def test_case_keyword_added_in_the_quarantine_after_the_last_sync_stops_its_deletion(
     world: FaultWorld,
 ) -> None:
-    ref, before = planned(world)
+    ref, _before = planned(world)
     report = world.execute(ref, batch_size=BATCH)
     assert report.done == 30
     world.sync()

@@ -104,7 +104,8 @@ def test_remembered_address_fields_replay_their_problems_for_every_message():
     first, second = build(block), build(block)
     for message in (first, second):
         assert message.from_addr == "eve@x.example"
-        assert "\n" not in message.from_name and "\r" not in message.from_name
+        assert "\n" not in message.from_name
+        assert "\r" not in message.from_name
         assert "control-in-encoded-word" in message.problems
 
 
