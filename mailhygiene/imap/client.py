@@ -127,6 +127,56 @@ def _translated(account: AccountSettings, action: str, folder: str | None = None
         raise ImapError(f"{where} refused to {action}: {text}") from None
 
 
+_MAX_LINE = 1_000_000  # imaplib's own limit for one response line
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n\Z")
+
+
+def _read_fetch_response(stream: Any, tag: bytes) -> list[bytes | tuple[bytes, bytes]]:
+    """Read one FETCH command's responses up to its tagged completion; see ``_uid_fetch``.
+
+    Failures are raised as imaplib's own (``abort`` for a lost connection or ``BYE``,
+    ``error`` for NO/BAD), so ``_translated`` words them like every other command's.
+    """
+    readline, read = stream.readline, stream.read
+    data: list[bytes | tuple[bytes, bytes]] = []
+    append = data.append
+    done = tag + b" "
+    while True:
+        line = _line(readline)
+        if line.startswith(done):
+            status = line[len(done) :].rstrip(b"\r\n")
+            if status.startswith(b"OK"):
+                return data
+            raise imaplib.IMAP4.error(status.decode("utf-8", "replace"))
+        if line.startswith(b"* BYE"):
+            raise imaplib.IMAP4.abort(line[2:].strip().decode("utf-8", "replace"))
+        number, _, rest = line[2:].partition(b" ")
+        is_fetch = line.startswith(b"* ") and rest.startswith(b"FETCH ") and number.isdigit()
+        head = number + b" " + rest[6:] if is_fetch else b""
+        while True:
+            literal = _LITERAL.search(line)
+            if literal is None:
+                if is_fetch:
+                    append(head.rstrip(b"\r\n"))
+                break
+            size = int(literal.group(1))
+            body = read(size)
+            if len(body) < size:
+                raise imaplib.IMAP4.abort("the connection closed inside a response")
+            if is_fetch:
+                append((head[:-2], body))
+            line = head = _line(readline)
+
+
+def _line(readline: Callable[[int], bytes]) -> bytes:
+    line = readline(_MAX_LINE)
+    if not line.endswith(b"\n"):
+        if not line:
+            raise imaplib.IMAP4.abort("the server closed the connection")
+        raise imaplib.IMAP4.abort(f"a response line longer than {_MAX_LINE} bytes")
+    return line
+
+
 def _server_text(exc: BaseException) -> str:
     text = str(exc)
     if text.startswith("b'") or text.startswith('b"'):
@@ -144,6 +194,7 @@ class ImapMailServer:
         self.capabilities: frozenset[str] = frozenset()
         self.condstore = False
         self._selected: str | None = None
+        self._unread_fetch: tuple[str, bytes] | None = None  # pipelined, see fetch_index_raw
 
     # -- connection --------------------------------------------------------------------
     def __enter__(self) -> ImapMailServer:
@@ -227,6 +278,7 @@ class ImapMailServer:
 
     def close(self) -> None:
         client, self._client = self._client, None
+        self._unread_fetch = None  # LOGOUT reads past it (imaplib keeps untagged data)
         if client is None:
             return
         try:
@@ -239,7 +291,23 @@ class ImapMailServer:
     def client(self) -> IMAPClient:
         if self._client is None:
             raise ImapError("not connected")
+        if self._unread_fetch is not None:
+            self._settle_fetch()
         return self._client
+
+    def _settle_fetch(self) -> None:
+        """Read and drop the response of a pipelined FETCH nobody read (its reader
+        stopped early), so the next command reads its own response."""
+        assert self._client is not None
+        assert self._unread_fetch is not None
+        action, tag = self._unread_fetch
+        self._unread_fetch = None
+        raw: imaplib.IMAP4 = self._client._imap
+        try:
+            with _translated(self.account, action, folder=self._selected):
+                _read_fetch_response(raw.file, tag)
+        finally:
+            raw.tagged_commands.pop(tag, None)
 
     @property
     def _raw(self) -> imaplib.IMAP4:
@@ -341,8 +409,54 @@ class ImapMailServer:
         """
         items = "(UID FLAGS INTERNALDATE RFC822.SIZE " + ("MODSEQ " if self.condstore else "")
         items += _FETCH_HEADERS + ")"
-        for batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
-            yield batch, self._uid_command("fetch message headers", "FETCH", text, items)
+        action = "fetch message headers"
+        batches = list(chunked_uid_sets(uids, max_uids=FETCH_BATCH))
+        if not batches:
+            return
+        # Pipelined (RFC 3501 §5.5): the next batch's FETCH is sent before this one is
+        # handed over, so the server prepares it while the caller parses and stores.
+        # A response left unread (the caller stopped early) is read and dropped by the
+        # next command on this connection (``client``), so it stays in step.
+        tag = self._send_fetch(action, batches[0][1], items)
+        for number, (batch, _text) in enumerate(batches):
+            data = self._read_fetch(action, tag)
+            if number + 1 < len(batches):
+                tag = self._send_fetch(action, batches[number + 1][1], items)
+                self._unread_fetch = (action, tag)
+            yield batch, data
+
+    def _send_fetch(self, action: str, uid_set: str, items: str) -> bytes:
+        """Send ``UID FETCH`` and return its tag; ``_read_fetch`` reads the response."""
+        raw = self._raw
+        for key in _PER_COMMAND_RESPONSES:
+            raw.untagged_responses.pop(key, None)
+        with _translated(self.account, action, folder=self._selected):
+            tag: bytes = raw._new_tag()
+            raw.send(b"%s UID FETCH %s %s\r\n" % (tag, uid_set.encode(), items.encode()))
+        return tag
+
+    def _read_fetch(self, action: str, tag: bytes) -> list[Any]:
+        self._unread_fetch = None  # read now (or the connection is lost)
+        if self._client is None:
+            raise ImapError("not connected")
+        raw: imaplib.IMAP4 = self._client._imap
+        try:
+            with _translated(self.account, action, folder=self._selected):
+                return _read_fetch_response(raw.file, tag)
+        finally:
+            raw.tagged_commands.pop(tag, None)
+
+    def _uid_fetch(self, action: str, uid_set: str, items: str) -> list[Any]:
+        """``UID FETCH`` with the response read straight off the connection.
+
+        Returns the data exactly as ``imaplib`` would (each literal as a ``(prefix,
+        literal)`` tuple followed by the rest of its line, the ``FETCH`` word dropped),
+        at a fraction of the cost: imaplib runs several regular expressions and a log
+        call per line, which for a 2,000-message batch costs more than the parsing we do
+        with the data. Untagged responses other than FETCH are left out (nothing here
+        needs them). Errors are translated like every command's.
+        """
+        return self._read_fetch(action, self._send_fetch(action, uid_set, items))
 
     @property
     def raw_index_parser(self) -> Callable[[list[Any]], list[IndexedMessage]]:
@@ -403,7 +517,7 @@ class ImapMailServer:
         items += "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
         found: dict[int, MessageIdentity] = {}
         for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
-            data = self._uid_command("check message identity", "FETCH", text, items)
+            data = self._uid_fetch("check message identity", text, items)
             for message in parse_index_fetch(data):
                 found[message.uid] = MessageIdentity(
                     uid=message.uid,

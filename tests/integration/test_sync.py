@@ -32,6 +32,7 @@ from mailhygiene.devtools.mailbox import (
 )
 from mailhygiene.imap import client as client_module
 from mailhygiene.imap.client import ImapMailServer
+from mailhygiene.imap.headers import parse_index_fetch
 from mailhygiene.index import FolderSyncResult, SyncResult, sync_account
 from mailhygiene.index import SyncRequest as Request
 from mailhygiene.store.models import Folder, Message
@@ -568,3 +569,65 @@ def test_sync_interrupted_by_ctrl_c_keeps_what_it_wrote_and_the_next_sync_finish
     resumed = by_folder(run_sync(store, mailbox))["INBOX"]
     assert (resumed.new, resumed.expunged, resumed.reindexed) == (90, 0, False)
     assert_index_matches_server(store, mailbox, ["INBOX"])
+
+
+# ---------------------------------------------------------------------- the FETCH reader
+
+
+def test_the_fetch_reader_returns_what_imaplib_would_with_unsolicited_updates_between(
+    mailbox: ImapAccount,
+) -> None:
+    """The index and identity fetches read responses off the wire themselves; the data
+    must be exactly imaplib's, including messages with no indexed header at all (sent
+    as an empty literal or ``""``) and a FLAGS update another client causes mid-way."""
+    bare = b"X-Only: this message has none of the indexed headers\r\n\r\nbody\r\n"
+    uids = append(
+        mailbox,
+        "INBOX",
+        (plain(1), ["\\Seen"]),
+        (bare, []),
+        (plain(2, subject="Åsa"), ["$Reklamation"]),
+    )
+    items = "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)])"
+    uid_text = f"{uids[0]}:{uids[-1]}"
+    with ImapMailServer(settings_for(mailbox), mailbox.password) as server:
+        server.select("INBOX", readonly=False)
+        with imap_session(mailbox) as other:
+            other.select("INBOX")
+            other.uid("STORE", str(uids[1]), "+FLAGS", "(\\Flagged)")
+        first = server._uid_fetch("read", uid_text, items)  # the update arrives in it
+        typ, theirs = server._raw.uid("FETCH", uid_text, items)
+        ours = server._uid_fetch("read", uid_text, items)
+    assert typ == "OK"
+    assert ours == theirs
+    assert len([item for item in ours if isinstance(item, tuple)]) >= 2
+    [update] = [item for item in first if item not in theirs]
+    assert isinstance(update, bytes)
+    assert update.startswith(b"2 (")  # worded as imaplib words it: no "FETCH"
+    assert b"\\Flagged" in update
+    assert [item for item in first if item != update] == theirs
+    assert parse_index_fetch(first) == parse_index_fetch(theirs)
+
+
+def test_the_fetch_reader_turns_a_refusal_into_one_line(mailbox: ImapAccount) -> None:
+    with ImapMailServer(settings_for(mailbox), mailbox.password) as server:
+        server.select("INBOX")
+        with pytest.raises(client_module.ImapError, match="refused to read"):
+            server._uid_fetch("read", "1:*", "(NOSUCHITEM)")
+        assert server.search_uids() == []  # the connection is still in step
+
+
+def test_a_pipelined_fetch_stopped_early_leaves_the_connection_in_step(
+    mailbox: ImapAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uids = append(mailbox, "INBOX", *((plain(n), []) for n in range(5)))
+    monkeypatch.setattr(client_module, "FETCH_BATCH", 2)
+    with ImapMailServer(settings_for(mailbox), mailbox.password) as server:
+        server.select("INBOX")
+        batches = server.fetch_index_raw(uids)
+        first, _data = next(batches)  # the second batch's FETCH is on its way now
+        batches.close()
+        assert first == uids[:2]
+        assert server.search_uids() == uids
+        assert len(server._uid_fetch("read", "1:*", "(UID)")) == len(uids)
+        assert [m.uid for batch in server.fetch_index(uids) for m in batch] == uids
