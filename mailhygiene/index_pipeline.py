@@ -168,7 +168,7 @@ class _Pipeline:
 
     # -- parent loop ----------------------------------------------------------------------
     def run(self, batches: Iterator[RawBatch]) -> None:
-        with main_module_hidden(), _children_ignore_sigint():
+        with main_module_hidden(), children_ignore_sigint():
             for process in self._processes:
                 process.start()
         failure: BaseException | None = None
@@ -322,7 +322,7 @@ def main_module_hidden() -> Iterator[None]:
 
 
 @contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
+def children_ignore_sigint() -> Iterator[None]:
     """Start workers with SIGINT ignored from their first instruction.
 
     A Ctrl-C reaches the terminal's whole process group. A spawned worker only ignores it
@@ -450,6 +450,7 @@ __all__ = [
     "BatchOutcome",
     "Parallelism",
     "RawIndexSource",
+    "children_ignore_sigint",
     "default_workers",
     "index_in_workers",
     "parallel_source",

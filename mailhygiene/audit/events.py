@@ -57,9 +57,14 @@ class AuditTag(StrEnum):
     USER_DISABLE = "user:disable"
     USER_ENABLE = "user:enable"
     USER_ROLE = "user:role"
+    USER_PASSWORD = "user:password"  # noqa: S105 - the name of an event, not a secret
     AUTH_REFUSED = "auth:refused"
     RULES_ADOPT = "rules:adopt"
     RUN_SCHEDULED = "run:scheduled"
+    BATCH_OPEN = "batch:open"
+    BATCH_RECLAIM = "batch:reclaim"
+    BATCH_FAIL = "batch:fail"
+    BATCH_DONE = "batch:done"
 
     @property
     def source(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
@@ -12,16 +13,26 @@ from mailhygiene.cli.auth import acting_user, acting_user_may, requires
 from mailhygiene.cli.context import app, parse_now
 from mailhygiene.cli.governance_commands import RULES_COMMANDS, render_release_preview, report
 from mailhygiene.cli.output import fmt_time, interactive, json_option, print_json, print_table
-from mailhygiene.cli.progress import SyncBar
+from mailhygiene.cli.progress import BatchBar, SyncBar
 from mailhygiene.config.rules import read_rules_text
 from mailhygiene.governance import record_policy_version
 from mailhygiene.holds import list_holds, place_hold, release_hold
-from mailhygiene.index import SyncRequest
+from mailhygiene.index import SyncProgress, SyncRequest
 from mailhygiene.lookup import resolve_messages
 from mailhygiene.reports import explain_message, search
 from mailhygiene.roles import Permission
+from mailhygiene.runs import (
+    AccountResult,
+    BatchCounts,
+    BatchReport,
+    BatchSpec,
+    check_batch_key,
+    default_batch_key,
+    run_batch,
+)
 from mailhygiene.scheduled import RunOutcome, RunStatus, scheduled_run
 from mailhygiene.simulation import preview_hold_release
+from mailhygiene.store.session import Store
 
 now_option = click.option(
     "--now", "now_text", metavar="DATE", help="Act as if it were this instant (ISO 8601)."
@@ -254,26 +265,64 @@ def hold_list(ctx: click.Context, include_released: bool, as_json: bool) -> None
 
 @click.command("run")
 @click.option("--account", "account_name", metavar="NAME", help="Only this account (default: all).")
+@click.option(
+    "--all-accounts",
+    is_flag=True,
+    help="Every account, as one batch that worker processes and machines share; each "
+    "account runs once in the batch.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="With --all-accounts: worker processes on this machine (1: one account after "
+    "another, in this process).",
+)
+@click.option(
+    "--batch",
+    "batch_key",
+    metavar="KEY",
+    help="With --all-accounts: the batch to join (default: today's date in the policy's "
+    "time zone, so all runs of one day share a batch).",
+)
 @now_option
 @json_option
 @click.pass_context
 @requires(Permission.RUN_SCHEDULED)
 def run_command(
-    ctx: click.Context, account_name: str | None, now_text: str | None, as_json: bool
+    ctx: click.Context,
+    account_name: str | None,
+    all_accounts: bool,
+    workers: int,
+    batch_key: str | None,
+    now_text: str | None,
+    as_json: bool,
 ) -> None:
     """The scheduled job: sync, link cases, expunge quarantine, plan, and execute routine
     volumes. A plan over the auto-approval limit waits for a manager: exit code 3.
 
+    With --all-accounts the accounts form a batch, run by --workers processes here and
+    by every other machine that runs the same batch on the same PostgreSQL database:
+    each account is claimed by one worker and runs once in the batch, with at most
+    [run] max_connections_per_server accounts of one IMAP server at a time. Running the
+    batch again runs only what is left (an account whose worker died, once its lease
+    has run out). A failed account is one line; the others still run (exit code 1).
+
     Example (cron, nightly): MAILHYGIENE_ACTOR=scheduler mailhygiene run --json
+
+    Example (many mailboxes, cron on each machine): mailhygiene run --all-accounts --workers 4
     """
     from mailhygiene.cases.service import link_after_sync
 
+    if account_name and all_accounts:
+        raise click.UsageError("--account and --all-accounts cannot be used together")
+    if not all_accounts and (workers != 1 or batch_key is not None):
+        raise click.UsageError("--workers and --batch go with --all-accounts")
+    if batch_key is not None:
+        check_batch_key(batch_key)
     obj = app(ctx)
     settings = obj.settings
-    accounts = (
-        [settings.account(account_name)] if account_name else list(settings.accounts.values())
-    )
-    outcomes: list[RunOutcome] = []
     now = parse_now(now_text)
     record_policy_version(
         obj.store,
@@ -282,6 +331,21 @@ def run_command(
         actor=acting_user(ctx),
         now=now,
     )
+    if all_accounts:
+        spec = BatchSpec(
+            key=batch_key or default_batch_key(now, obj.policy.zone),
+            accounts=tuple(settings.accounts.values()),
+            policy=obj.policy,
+            actor=acting_user(ctx),
+            now=now if now_text else None,
+            max_per_server=settings.run.max_connections_per_server,
+        )
+        _render_batch(_run_batch(obj.store, spec, workers, as_json), as_json)
+        return
+    accounts = (
+        [settings.account(account_name)] if account_name else list(settings.accounts.values())
+    )
+    outcomes: list[RunOutcome] = []
     for account in accounts:
         request = SyncRequest(
             account=account.name,
@@ -331,6 +395,7 @@ def _outcome_dict(outcome: RunOutcome) -> dict[str, Any]:
         "status": outcome.status.value,
         "new_mail": outcome.sync.new,
         "threads_linked": outcome.linked,
+        "keywords_set": outcome.keywords_set,
         "quarantine_expunged": outcome.quarantine.expunged,
         "plan": outcome.plan.ref,
         "planned": outcome.plan.item_count,
@@ -356,6 +421,65 @@ def _outcome_line(outcome: RunOutcome) -> str:
         f"auto-approval limit: waiting for a manager "
         f"('mailhygiene purge show {outcome.plan.ref}')."
     )
+
+
+def _run_batch(store: Store, spec: BatchSpec, workers: int, as_json: bool) -> BatchReport:
+    """The batch with progress on a terminal: accounts finished of all (several workers),
+    or each account's sync bars as ``run`` shows them (one worker); nothing with --json."""
+    if as_json or not interactive():
+        return run_batch(store, spec, workers=workers)
+    if workers == 1:
+        return run_batch(store, spec, workers=1, view=_SyncBars())
+    with BatchBar(spec.key) as bar:
+        return run_batch(store, spec, workers=workers, view=bar)
+
+
+class _SyncBars:
+    """``runs.BatchView`` for one worker: the sync bars of each account, as ``run`` shows."""
+
+    def counts(self, counts: BatchCounts) -> None:
+        return None
+
+    def account(self, name: str) -> AbstractContextManager[SyncProgress | None]:
+        return SyncBar()
+
+
+def _render_batch(report: BatchReport, as_json: bool) -> None:
+    results = sorted(report.results, key=lambda result: result.account)
+    if as_json:
+        print_json([_result_dict(result, report.key) for result in results])
+    else:
+        for result in results:
+            if result.outcome is not None:
+                click.echo(_outcome_line(result.outcome))
+            else:
+                click.echo(f"{result.account}: FAILED: {result.error}")
+        click.echo(_batch_line(report))
+    for problem in report.problems:
+        click.echo(f"error: {problem}", err=True)
+    codes = [result.exit_code for result in results if result.error is not None]
+    codes += [1 for _ in report.problems]
+    if any(r.outcome and r.outcome.status is RunStatus.AWAITING_APPROVAL for r in results):
+        codes.append(3)
+    if codes:
+        sys.exit(max(codes))
+
+
+def _result_dict(result: AccountResult, key: str) -> dict[str, Any]:
+    if result.outcome is not None:
+        return {**_outcome_dict(result.outcome), "batch": key}
+    return {"account": result.account, "status": "failed", "error": result.error, "batch": key}
+
+
+def _batch_line(report: BatchReport) -> str:
+    counts = report.counts
+    state = (
+        f"{counts.total:,} accounts: {counts.done:,} done, {counts.failed:,} failed, "
+        f"{counts.running:,} running, {counts.pending:,} pending."
+    )
+    if not report.results:
+        return f"batch {report.key}: nothing left to run here. {state}"
+    return f"batch {report.key}: {state}"
 
 
 COMMANDS = [search_command, explain_command, rules, hold, run_command, report]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Self
 
@@ -15,7 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mailhygiene.index import FolderSyncResult
+from mailhygiene.index import FolderSyncResult, SyncProgress
+from mailhygiene.runs import BatchCounts
 
 
 class _RateColumn(TextColumn):
@@ -89,3 +91,19 @@ class ExecuteBar(CountBar):
 
     def advanced(self, count: int) -> None:
         self.advance(count)
+
+
+class BatchBar(CountBar):
+    """Accounts of a run batch finished, by any worker on any machine; a ``runs.BatchView``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._label = f"batch {key}"
+
+    def counts(self, counts: BatchCounts) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task(self._label, total=counts.total, rate="")
+        self._progress.update(self._task, total=counts.total, completed=counts.finished)
+
+    def account(self, name: str) -> AbstractContextManager[SyncProgress | None]:
+        return nullcontext(None)

@@ -1,8 +1,9 @@
-"""The settings file (``mailhygiene.toml``): database, policy file and IMAP accounts.
+"""The settings file (``mailhygiene.toml``): database, policy file, IMAP accounts, web page.
 
 Passwords are never in this file: each account names where its password comes from
 (``password_env``, ``password_file`` or ``password_command``) and ``secrets`` reads it
-only when a connection is opened.
+only when a connection is opened. The web page's session secret likewise comes from an
+environment variable or a file named in ``[web]``, never from the file itself.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,38 @@ class AccountSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """``[web]``: how ``mailhygiene serve`` listens and keeps sessions.
+
+    ``trusted_proxies`` are the addresses (or networks) of reverse proxies whose
+    ``X-Remote-User`` header names the logged-in user; requests from anywhere else never
+    have that header believed. ``secret_env`` / ``secret_file`` say where the session
+    signing secret comes from (at most one; with neither, ``serve`` makes an ephemeral
+    one and warns). ``secure_cookie = false`` is only for plain HTTP without a proxy.
+    """
+
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    session_idle_minutes: int = 480
+    session_max_hours: int = 12
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    secure_cookie: bool = True
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """``[run]``: how ``mailhygiene run --all-accounts`` shares the IMAP servers.
+
+    ``max_connections_per_server`` bounds the accounts of one server (the same ``host``)
+    run at once by all workers of all machines on this database together.
+    """
+
+    max_connections_per_server: int = 2
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole settings file, validated."""
 
@@ -63,6 +96,8 @@ class Settings:
     database_url: str
     rules_path: Path
     accounts: dict[str, AccountSettings]
+    run: RunSettings = field(default_factory=RunSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def account(self, name: str | None) -> AccountSettings:
         """The named account, or the only one when ``name`` is None."""
@@ -113,7 +148,7 @@ def load_settings(path: Path) -> Settings:
 def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     base = path.parent
     top = TomlReader(data, source=str(path))
-    top.only("database", "policy", "accounts")
+    top.only("database", "policy", "accounts", "web", "run")
     database = top.table("database", required=False)
     database.only("url")
     url = database.string("url", default=f"sqlite:///{base / 'mailhygiene.db'}")
@@ -128,7 +163,70 @@ def parse_settings(data: dict[str, Any], path: Path) -> Settings:
     accounts: dict[str, AccountSettings] = {}
     for name in accounts_table:
         accounts[name] = _parse_account(name, accounts_table.table(name), base)
-    return Settings(path=path, database_url=url, rules_path=rules_path, accounts=accounts)
+    web = _parse_web(top.table("web", required=False), base)
+    run = _parse_run(top.table("run", required=False))
+    return Settings(
+        path=path, database_url=url, rules_path=rules_path, accounts=accounts, web=web, run=run
+    )
+
+
+def _parse_run(table: TomlReader) -> RunSettings:
+    table.only("max_connections_per_server")
+    return RunSettings(
+        max_connections_per_server=table.integer(
+            "max_connections_per_server",
+            default=RunSettings.max_connections_per_server,
+            minimum=1,
+            maximum=1000,
+        )
+    )
+
+
+def _parse_web(table: TomlReader, base: Path) -> WebSettings:
+    table.only(
+        "listen",
+        "port",
+        "trusted_proxies",
+        "session_idle_minutes",
+        "session_max_hours",
+        "secret_env",
+        "secret_file",
+        "secure_cookie",
+    )
+    listen = table.string("listen", default="127.0.0.1").strip()
+    if not listen:
+        raise table.error("listen", "must not be empty; e.g. 127.0.0.1 behind a reverse proxy")
+    proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for text in table.string_list("trusted_proxies", default=[]):
+        try:
+            proxies.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise table.error(
+                "trusted_proxies",
+                f"{text!r} is not an IP address or network; list the reverse proxy's "
+                'address as it connects to mailhygiene, e.g. ["127.0.0.1"]',
+            ) from None
+    secret_env = table.string("secret_env", default="").strip()
+    secret_file = table.string("secret_file", default="").strip()
+    if secret_env and secret_file:
+        raise table.error("secret_env", "set secret_env or secret_file, not both")
+    idle = table.integer("session_idle_minutes", default=480, minimum=1, maximum=7 * 24 * 60)
+    longest = table.integer("session_max_hours", default=12, minimum=1, maximum=30 * 24)
+    if idle > longest * 60:
+        raise table.error(
+            "session_idle_minutes",
+            f"is longer than session_max_hours ({longest} h); a session ends at the earlier",
+        )
+    return WebSettings(
+        listen=listen,
+        port=table.integer("port", default=8080, minimum=1, maximum=65535),
+        trusted_proxies=tuple(proxies),
+        session_idle_minutes=idle,
+        session_max_hours=longest,
+        secret_env=secret_env or None,
+        secret_file=(base / secret_file) if secret_file else None,
+        secure_cookie=table.boolean("secure_cookie", default=True),
+    )
 
 
 def _parse_account(name: str, table: TomlReader, base: Path) -> AccountSettings:

@@ -3,6 +3,10 @@
 The lock row names its holder as ``host:pid``. A holder on this host whose process no
 longer exists (killed, crashed) is taken over at once; any other holder is taken over
 only after its lease has run out, so a crashed run never blocks an account forever.
+A run batch (``runs``) also names a holder whose batch claim ran out of lease
+(``stale_holder``): that worker stopped renewing its claim, on whatever machine, so its
+lock is taken over as a dead local process's is; while it works, the batch worker
+renews its lock's lease together with its claim (``renew_lease``).
 
 Inside one process the lock belongs to the thread that took it: the same thread may
 enter again (``run`` holds it while it calls ``execute_plan``), another thread of the
@@ -46,11 +50,19 @@ def _is_dead(holder: str) -> bool:
 
 
 @contextmanager
-def account_lock(store: Store, account: str, *, now: datetime, purpose: str) -> Iterator[None]:
+def account_lock(
+    store: Store,
+    account: str,
+    *,
+    now: datetime,
+    purpose: str,
+    stale_holder: str | None = None,
+) -> Iterator[None]:
     """Hold the account's run lock for the block, or refuse if another run holds it.
 
     Re-entrant within a thread (``run`` holds it while it calls ``execute_plan``); another
-    thread of this process is refused, as another process is.
+    thread of this process is refused, as another process is. ``stale_holder`` is a
+    holder known to have stopped (its run-batch claim expired): its lock is taken over.
     """
     key = (store.url_for_display, account)
     me = threading.get_ident()
@@ -71,7 +83,11 @@ def account_lock(store: Store, account: str, *, now: datetime, purpose: str) -> 
     try:
         with store.transaction() as session:
             current = lock_queries.lock_holder(session, account)
-            dead = current is not None and _is_dead(current.holder)
+            # why: a holder whose batch claim expired stopped renewing it for a whole lease
+            # (killed, or its machine gone); waiting out the lock's longer lease gains nothing
+            dead = current is not None and (
+                _is_dead(current.holder) or current.holder == stale_holder
+            )
             acquired = lock_queries.try_acquire(
                 session, account, holder, now, now + LEASE, holder_is_dead=dead
             )
@@ -95,3 +111,9 @@ def account_lock(store: Store, account: str, *, now: datetime, purpose: str) -> 
         finally:
             with _HELD_GUARD:  # only now: a thread reserving earlier would lose its row to us
                 _HELD.pop(key, None)
+
+
+def renew_lease(store: Store, account: str, holder: str, until: datetime) -> bool:
+    """Extend the lease of ``holder``'s lock on ``account`` to ``until``; False if not held."""
+    with store.transaction() as session:
+        return lock_queries.renew(session, account, holder, until)

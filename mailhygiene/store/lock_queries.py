@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,3 +47,12 @@ def try_acquire(
 
 def release(session: Session, account: str, holder: str) -> None:
     session.execute(delete(RunLock).where(RunLock.account == account, RunLock.holder == holder))
+
+
+def renew(session: Session, account: str, holder: str, lease_until: datetime) -> bool:
+    result = session.execute(
+        update(RunLock)
+        .where(RunLock.account == account, RunLock.holder == holder)
+        .values(lease_until=lease_until)
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)

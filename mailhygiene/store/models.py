@@ -432,3 +432,49 @@ class Tombstone(Base):
 
 
 __all__ += ["PolicyVersion", "Tombstone"]
+
+
+class RunBatch(Base):
+    """A run batch (``mailhygiene run --all-accounts``): every account runs once in it.
+
+    Workers on any number of machines join a batch by its key; ``finished_at`` is set
+    when its last account is done or failed (and cleared when a late joiner adds one).
+    """
+
+    __tablename__ = "run_batches"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    finished_at: Mapped[datetime | None]
+
+
+class RunClaim(Base):
+    """One account of a run batch, and the worker (``host:pid``) that claimed it.
+
+    ``state`` is ``pending``, ``running``, ``done`` or ``failed``. A claim holds one
+    connection slot on its IMAP ``host`` from ``claimed_at`` until ``released_at``
+    (after the worker closed its connection) or until ``lease_until`` passes without a
+    renewal (a crashed worker); a ``running`` claim whose lease ran out is claimed again.
+    ``claimed_at``, ``lease_until`` and ``released_at`` are wall-clock times, never the
+    simulated ``--now``; ``finished_at`` is the run's ``now``, as in its audit entry.
+    """
+
+    __tablename__ = "run_claims"
+    __table_args__ = (Index("ix_run_claims_host_released_at", "host", "released_at"),)
+
+    batch: Mapped[str] = mapped_column(ForeignKey("run_batches.key"), primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(20))  # pending | running | done | failed
+    holder: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    released_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(40))  # the run's status when done
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+__all__ += ["RunBatch", "RunClaim"]

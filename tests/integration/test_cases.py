@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
 from mailhygiene.cases import service
 from mailhygiene.cases.linking import LinkResult, ReviewKind, link_new_mail
 from mailhygiene.cases.mirror import KeywordServer, MirrorResult, mirror_keywords
+from mailhygiene.cases.service import link_after_sync
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount
 from mailhygiene.devtools.mailbox import append_messages, message_bytes, outlook_thread_index
@@ -24,6 +26,7 @@ from mailhygiene.errors import ConnectError, InputError, NotFoundError
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncRequest, sync_account
 from mailhygiene.policy import Action, Duration, MessageFacts, Policy, ReasonKind, Verdict, decide
+from mailhygiene.scheduled import scheduled_run
 from mailhygiene.store import facts_queries
 from mailhygiene.store.models import AuditEvent, Case, CaseThread, Message
 from mailhygiene.store.session import Store
@@ -718,3 +721,25 @@ def test_a_plain_keyword_marked_on_a_closed_cases_thread_still_keeps(world: Worl
     world.sync()
     verdict = world.verdict(ids[0], NOW + 400 * DAY)
     assert verdict.action is Action.KEEP, verdict.explain()
+
+
+def test_the_scheduled_run_mirrors_the_case_keywords(world: World) -> None:
+    ids = complaint_over_inbox_and_sent(world)
+    request = SyncRequest(
+        account="support", host=world.settings.host, username=world.settings.username
+    )
+    with world.server() as server:
+        outcome = scheduled_run(
+            world.store,
+            server,
+            world.policy,
+            request,
+            actor="scheduler",
+            now=NOW,
+            link_cases=link_after_sync,
+        )
+    assert outcome.linked == 1
+    assert outcome.keywords_set == 4
+    assert "$Reklamation_REK-2025-0042" in world.server_keywords("INBOX")[ids[0]]
+    [entry] = audit.query(world.store, tag="run:scheduled")
+    assert entry.data["keywords_set"] == 4
