@@ -7,12 +7,21 @@ user's role against the command's permission (``authorise``); refusals are audit
 
 User changes take the audit chain's writer lock before they read anything, so the
 "is this the first user?" and "is this the last admin?" checks cannot race.
+
+The web page logs people in with a password (``set_password``, ``check_password``):
+only an argon2id hash is stored, in ``users.password_hash``; a user without one cannot
+log in with a password (a trusted reverse proxy may still name them).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
@@ -23,6 +32,10 @@ from mailhygiene.store.models import User
 from mailhygiene.store.session import Session, Store
 
 _MAX_NAME = 200
+MIN_PASSWORD = 12
+"""Shortest password accepted: long enough to resist guessing at argon2's pace."""
+_MAX_PASSWORD = 1024
+_LOGIN_REFUSED = "wrong user name or password"
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,120 @@ def set_role(store: Store, *, name: str, role: Role, actor: str, now: datetime) 
         return _view(user)
 
 
+def set_password(store: Store, *, name: str, password: str, actor: str, now: datetime) -> UserView:
+    """Store an argon2id hash of ``password`` for ``name``; their web sessions end.
+
+    Audited (``user:password``) with who set it, never the password or its hash.
+    """
+    check_password_strength(password)
+    hashed = _hasher().hash(password)
+    with store.transaction() as session:
+        audit_queries.lock_chain(session)
+        user = _get(session, name)
+        first = user.password_hash is None
+        user.password_hash = hashed
+        audit.append(
+            session,
+            actor=actor,
+            tag=AuditTag.USER_PASSWORD,
+            subject=name,
+            data={"first": first},
+            at=now,
+        )
+        return _view(user)
+
+
+def check_password_strength(password: str) -> None:
+    """``InputError`` unless ``password`` is a usable password (length, no line breaks)."""
+    if len(password) < MIN_PASSWORD:
+        raise InputError(
+            f"the password is too short: use at least {MIN_PASSWORD} characters "
+            "(a few unrelated words make a good one)"
+        )
+    if len(password) > _MAX_PASSWORD:
+        raise InputError(f"the password is longer than {_MAX_PASSWORD} characters")
+    if any(not ch.isprintable() for ch in password):
+        raise InputError("the password must not contain line breaks or control characters")
+
+
+def check_password(
+    store: Store, *, name: str, password: str, action: str, now: datetime
+) -> ActingUser:
+    """The enabled user ``name`` when ``password`` is theirs; else ``PermissionDenied``.
+
+    An unknown name, a wrong password and a user without a password get the same
+    answer after the same work (a hash is checked either way), so the page does not
+    reveal who has an account. Every refusal is audited (``auth:refused``).
+    """
+    with store.transaction() as session:
+        user = user_queries.get_user(session, name) if _usable_name(name) else None
+        stored = user.password_hash if user is not None else None
+    matched = _verify(stored, password)
+    try:
+        if not matched or stored is None:
+            # why: a guessed password must not get in, and must not learn which part was wrong
+            raise PermissionDenied(_LOGIN_REFUSED)
+        with store.transaction() as session:
+            role = _resolve_role(session, name)
+            if _hasher().check_needs_rehash(stored):
+                found = user_queries.get_user(session, name)
+                if found is not None and found.password_hash == stored:
+                    found.password_hash = _hasher().hash(password)
+            return ActingUser(name, role)
+    except PermissionDenied as refusal:
+        audit.record(
+            store,
+            actor=_audit_name(name),
+            tag=AuditTag.AUTH_REFUSED,
+            subject=action,
+            data={"reason": str(refusal)},
+            at=now,
+        )
+        raise
+
+
+def password_stamp(store: Store, name: str) -> str | None:
+    """A short value that changes whenever ``name``'s password changes (None: no password).
+
+    A web session remembers it; when it no longer matches, the session ends — so setting
+    a new password logs the user out everywhere. It reveals nothing about the password.
+    """
+    with store.transaction() as session:
+        user = user_queries.get_user(session, name)
+        stored = user.password_hash if user is not None else None
+    if not stored:
+        return None
+    return hashlib.sha256(stored.encode("utf-8")).hexdigest()[:24]
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2id with the library's current recommended parameters (RFC 9106)."""
+    return PasswordHasher()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher().hash("mailhygiene: a password nobody has")
+
+
+def _verify(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher().verify(stored or _dummy_hash(), password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _usable_name(name: str) -> bool:
+    return bool(name) and len(name) <= _MAX_NAME and name.isprintable()
+
+
+def _audit_name(name: str) -> str:
+    """What a login attempt claimed to be, bounded and printable for the audit log."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in name)[:_MAX_NAME]
+    return cleaned or "(unknown)"
+
+
 def _resolve_role(session: Session, name: str) -> Role:
     """The role of the enabled user ``name``, or ``PermissionDenied`` with the remedy."""
     user = user_queries.get_user(session, name) if name else None
@@ -245,13 +372,18 @@ def _view(user: User) -> UserView:
 
 
 __all__ = [
+    "MIN_PASSWORD",
     "ActingUser",
     "UserView",
     "add_user",
     "authorise",
+    "check_password",
+    "check_password_strength",
     "disable_user",
     "enable_user",
     "list_users",
+    "password_stamp",
     "resolve_actor",
+    "set_password",
     "set_role",
 ]

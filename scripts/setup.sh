@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything mailhygiene needs on Debian/Ubuntu: Dovecot (for the demo and the
-# tests), imapfilter (for the benchmark's peer comparison) and a virtualenv with the
-# package and its development tools. Safe to run again; it only adds what is missing.
+# tests), imapfilter (for the benchmark's peer comparison), Chromium (for the web page's
+# browser tests) and a virtualenv with the package and its development tools. Safe to run
+# again; it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
 command -v imapfilter >/dev/null 2>&1 || missing+=(imapfilter)
+# The web page's browser tests drive Debian's Chromium (never a downloaded browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} ..." >&2

@@ -61,6 +61,7 @@ def _register() -> None:
         purge_commands,
         subject_commands,
         user_commands,
+        web_commands,
     )
 
     for module in (
@@ -71,6 +72,7 @@ def _register() -> None:
         audit_commands,
         case_commands,
         subject_commands,
+        web_commands,
     ):
         for command in module.COMMANDS:
             cli.add_command(command)

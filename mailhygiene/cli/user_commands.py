@@ -1,8 +1,11 @@
-"""``user add | list | disable | enable | role``: who may use mailhygiene, with which role."""
+"""``user add | list | disable | enable | role | passwd``: who may use mailhygiene, with which
+role, and the password for the web page."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,8 +13,18 @@ import click
 from mailhygiene.cli.auth import acting_user, requires
 from mailhygiene.cli.context import app
 from mailhygiene.cli.output import fmt_time, json_option, print_json, print_table
+from mailhygiene.errors import InputError
 from mailhygiene.roles import Permission, Role
-from mailhygiene.users import UserView, add_user, disable_user, enable_user, list_users, set_role
+from mailhygiene.users import (
+    UserView,
+    add_user,
+    check_password_strength,
+    disable_user,
+    enable_user,
+    list_users,
+    set_password,
+    set_role,
+)
 
 ROLE_CHOICE = click.Choice([role.value for role in Role])
 
@@ -133,6 +146,59 @@ def role(ctx: click.Context, name: str, role_name: str, as_json: bool) -> None:
         now=datetime.now(UTC),
     )
     _show(view, as_json, f"User {view.name} now has the role {view.role}.")
+
+
+@user.command("passwd")
+@requires(Permission.USER_MANAGE)
+@click.argument("name")
+@click.option(
+    "--password-file",
+    metavar="FILE",
+    help="Read the new password from the first line of FILE ('-': standard input) "
+    "instead of asking for it.",
+)
+@json_option
+@click.pass_context
+def passwd(ctx: click.Context, name: str, password_file: str | None, as_json: bool) -> None:
+    """Set NAME's password for the web page ('mailhygiene serve'); their sessions end.
+
+    The password is asked for twice without echo, or read from a file or standard
+    input; it is never given on the command line. Only an argon2 hash is stored.
+
+    Example: mailhygiene user passwd anna.berg
+    """
+    password = _read_password(password_file)
+    view = set_password(
+        app(ctx).store,
+        name=name,
+        password=password,
+        actor=acting_user(ctx),
+        now=datetime.now(UTC),
+    )
+    _show(view, as_json, f"Password set for {view.name}; they can log in to the web page.")
+
+
+def _read_password(password_file: str | None) -> str:
+    """The new password: from ``password_file`` ('-' = stdin), else asked for twice."""
+    if password_file is None:
+        if not sys.stdin.isatty():
+            raise InputError(
+                "no terminal to ask for the password on; pipe it in with --password-file -"
+            )
+        password: str = click.prompt(
+            "New password", hide_input=True, confirmation_prompt="Repeat it"
+        )
+    elif password_file == "-":  # noqa: S105 - the name of standard input, not a password
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            with Path(password_file).open(encoding="utf-8") as stream:
+                password = stream.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputError(f"cannot read --password-file {password_file}: {reason}") from None
+    check_password_strength(password)
+    return password
 
 
 def _show(view: UserView, as_json: bool, message: str) -> None:
