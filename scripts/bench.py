@@ -1,87 +1,289 @@
 #!/usr/bin/env python3
 """Benchmark mailhygiene against the raw IMAP protocol floor measured in the same run.
 
-    python scripts/bench.py                    # 100k messages, SQLite
-    python scripts/bench.py --messages 20000   # quicker
-    python scripts/bench.py --postgres         # also on the local PostgreSQL
-    python scripts/bench.py --markdown docs/benchmarks.md
+    python scripts/bench.py                                  # 100k messages, SQLite
+    python scripts/bench.py --messages 20000                 # quicker
+    python scripts/bench.py --sizes 10k,30k,100k --postgres  # how each step scales
+    python scripts/bench.py --sizes 10k,100k,1M --skip-move --postgres \\
+        --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
-It starts a throwaway Dovecot on 127.0.0.1, writes identical generated mailboxes for
-three users (same seed), and prints each figure with its ratio to the floor:
+It starts one throwaway Dovecot on 127.0.0.1 and, for each mailbox size, writes identical
+generated mailboxes (same seed) for up to four users, measures, and deletes them. Every
+figure has its ratio to the floor measured in the same run at the same size:
 
-- floor, fetch: raw ``imaplib`` ``UID FETCH 1:*`` of exactly the items the index
-  fetches, no parsing; floor, index: the same plus stdlib compat32 header parsing
-  (the goal's reference: initial sync ≤ 1.5× this);
-- initial sync, no-change resync (goal ≤ 0.3 s per 100k), resync after 1% new mail;
+- floor, fetch: raw ``imaplib`` ``UID FETCH`` of exactly the items the index fetches, in
+  the index's batches, no parsing; floor, parse: the same plus stdlib compat32 header
+  parsing (the goal's reference: initial sync ≤ 1.5× this). Dovecot builds its index and
+  header cache on the first fetch after the mail is written; that cold pass is shown as
+  a note and every timed figure runs on a warmed mailbox, ours and the floor alike;
+- initial sync (in a child process: its peak RSS, the indexing workers it starts
+  included, is sampled from /proc), no-change resync (goal ≤ 0.3 s per 100k), resync
+  after 1% new mail;
 - threading + case linking after sync; plan computation (goal ≤ 1 s per 100k);
 - moving the mail older than 365 days to another folder: raw ``UID SEARCH BEFORE`` +
   ``UID MOVE`` (floor), mailhygiene's re-verified, journaled execution (goal ≤ 1.2×),
-  and imapfilter doing the same move (when installed);
-- peak RSS of the sync, measured in a child process.
-Needs root (Dovecot drops to its own user) and ``apt-get install dovecot-imapd``.
+  and imapfilter doing the same move (when installed).
+
+``--plot`` draws seconds vs mailbox size per step (log-log) and peak RSS vs size
+(needs matplotlib: ``pip install -e '.[bench]'``); ``--markdown`` writes the full report
+(machine, command line, tables, scaling summary, goals). Progress goes to stderr.
+
+Large sizes: mail is written and fetched in batches and nothing per message is kept
+here (the generator keeps one float per message), but the mailboxes need disk: about
+5 KB per message and user under ``$TMPDIR`` (1M with ``--skip-move``: ~5 GB, plus the
+SQLite file). Needs root (Dovecot drops to its own user) and ``apt-get install
+dovecot-imapd`` (and ``imapfilter`` for the peer figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import imaplib
+import importlib.util
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mailhygiene import __version__  # noqa: E402
 from mailhygiene.config.settings import AccountSettings, PasswordSource  # noqa: E402
-from mailhygiene.devtools.dovecot import ThrowawayDovecot  # noqa: E402
-from mailhygiene.devtools.mailbox import generate_bulk  # noqa: E402
-from mailhygiene.imap.client import ImapMailServer  # noqa: E402
+from mailhygiene.devtools.dovecot import ThrowawayDovecot, dovecot_binary  # noqa: E402
+from mailhygiene.devtools.mailbox import BulkSummary, generate_bulk  # noqa: E402
+from mailhygiene.imap.client import FETCH_BATCH, ImapMailServer  # noqa: E402
 from mailhygiene.imap.headers import INDEX_HEADER_FIELDS  # noqa: E402
 from mailhygiene.index import SyncRequest, sync_account  # noqa: E402
+from mailhygiene.index_pipeline import PARALLEL_THRESHOLD  # noqa: E402
 from mailhygiene.store.session import Store, open_store  # noqa: E402
+
+T = TypeVar("T")
 
 FOLDER = "INBOX"
 MOVE_TARGET = "Moved"
 SEED = 7
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+KEEP_DAYS = 365
+POSTGRES_URL = "postgresql://postgres@127.0.0.1/test"
+RSS_GOAL_MB = 300.0
+RSS_FLAT_GROWTH = 0.20  # "flat": the largest size needs at most 20 % more than the smallest
+RSS_SAMPLE_S = 0.05
+HEARTBEAT_S = 60.0
+MOVE_BATCH = 5000
+BENCH_EXTRA_HINT = "pip install -e '.[bench]'"
+
+# Steps in report order: (step key, label); a step with a database runs once per kind.
+STEPS = (
+    ("floor.fetch", "floor: raw UID FETCH"),
+    ("floor.parse", "floor: raw fetch + compat32 parse"),
+    ("sync.initial", "initial sync"),
+    ("sync.nochange", "no-change resync"),
+    ("sync.plus1", "resync after +1%"),
+    ("link", "thread + case linking"),
+    ("plan", "plan computation"),
+    ("move.floor", "floor: raw UID SEARCH + UID MOVE"),
+    ("move.ours", "purge execute (move, re-verified)"),
+    ("move.imapfilter", "imapfilter move (peer)"),
+    ("rss", "peak RSS of a full sync, process + workers (MB)"),
+    ("rss.process", "peak RSS of a full sync, sync process alone (MB)"),
+)
+PLOTTED = (
+    "floor.fetch",
+    "floor.parse",
+    "sync.initial",
+    "link",
+    "plan",
+    "move.floor",
+    "move.ours",
+    "move.imapfilter",
+)
 
 
 @dataclass
 class Figure:
+    """One measured value of one step at one mailbox size (seconds, or MB for RSS)."""
+
     name: str
     seconds: float
     floor: float | None = None
     goal: str = ""
     ok: bool | None = None
     note: str = ""
+    step: str = ""
+    kind: str = ""  # "sqlite" / "postgresql" for the steps that use a database
+    messages: int = 0
+    unit: str = "s"
 
     @property
     def ratio(self) -> float | None:
         return self.seconds / self.floor if self.floor else None
 
+    def value_text(self) -> str:
+        return f"{self.seconds:.0f} MB" if self.unit == "MB" else f"{self.seconds:.2f} s"
 
-def account_for(dovecot: ThrowawayDovecot, user: str) -> AccountSettings:
-    return AccountSettings(
-        name=user.split("@")[0],
-        host="127.0.0.1",
-        port=dovecot.port,
-        security="none",
-        username=user,
-        password=PasswordSource(env="UNUSED"),
-        timeout=600,
-    )
+
+def label(step: str, kind: str = "") -> str:
+    text = dict(STEPS).get(step, step)
+    if not kind:
+        return text
+    if text.endswith(" (MB)"):
+        return f"{text.removesuffix(' (MB)')} [{kind}] (MB)"
+    return f"{text} [{kind}]"
+
+
+# =================================================================== progress
+
+
+class Progress:
+    """Progress lines on stderr, so that a run of hours shows it is alive."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.size = 0
+
+    def line(self, text: str) -> None:
+        elapsed = int(time.perf_counter() - self.started)
+        clock = f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
+        where = f" {self.size:,} msgs" if self.size else ""
+        print(f"[{clock}{where}] {text}", file=sys.stderr, flush=True)
+
+    def figure(self, figure: Figure) -> None:
+        extra = []
+        if figure.ratio is not None:
+            extra.append(f"{figure.ratio:.2f}× floor")
+        if figure.ok is not None:
+            extra.append(f"goal {figure.goal}: {'met' if figure.ok else 'NOT met'}")
+        if figure.note:
+            extra.append(figure.note)
+        suffix = f" ({'; '.join(extra)})" if extra else ""
+        self.line(f"{figure.name}: {figure.value_text()}{suffix}")
+
+    @contextmanager
+    def running(self, what: str) -> Iterator[None]:
+        """Say every ``HEARTBEAT_S`` that ``what`` still runs (1M-message steps take minutes)."""
+        stop = threading.Event()
+        began = time.perf_counter()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                self.line(f"… {what}: still running after {time.perf_counter() - began:.0f} s")
+
+        thread = threading.Thread(target=beat, name="bench-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+# =================================================================== mailboxes
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """One generated user on the throwaway Dovecot."""
+
+    port: int
+    user: str
+    password: str
+
+    @property
+    def account(self) -> AccountSettings:
+        return AccountSettings(
+            name=self.user.split("@")[0],
+            host="127.0.0.1",
+            port=self.port,
+            security="none",
+            username=self.user,
+            password=PasswordSource(env="UNUSED"),
+            timeout=600,
+        )
+
+    @property
+    def request(self) -> SyncRequest:
+        return SyncRequest(
+            account=self.account.name,
+            host="127.0.0.1",
+            username=self.user,
+            only_folders=(FOLDER,),
+        )
+
+    def imap(self) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4("127.0.0.1", self.port)
+        conn.login(self.user, self.password)
+        return conn
+
+
+@dataclass
+class Bench:
+    """One run: the Dovecot, where temporary files go, and the figures so far."""
+
+    dovecot: ThrowawayDovecot
+    workdir: Path
+    progress: Progress
+    kinds: tuple[str, ...]
+    postgres_url: str
+    skip_move: bool
+    figures: list[Figure] = field(default_factory=list)
+    postgres_version: str = ""
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        self.progress.figure(figure)
+
+    def generate(
+        self,
+        box: Mailbox,
+        count: int,
+        *,
+        seed: int = SEED,
+        age_days: tuple[float, float] = (0, 1095),
+        rescan: bool = True,
+    ) -> BulkSummary:
+        with self.progress.running(f"generating {count:,} messages for {box.user}"):
+            summary = generate_bulk(
+                self.dovecot,
+                box.user,
+                FOLDER,
+                count,
+                seed=seed,
+                now=NOW,
+                age_days=age_days,
+                rescan=rescan,
+            )
+        self.progress.line(
+            f"generated {count:,} messages for {box.user} in {summary.seconds:.1f} s "
+            f"({summary.rate:,.0f}/s, {summary.bytes_written / 2**20:,.0f} MiB)"
+        )
+        return summary
+
+
+def timed(func: Callable[[], T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    result = func()
+    return time.perf_counter() - started, result
+
+
+# =================================================================== floor: raw fetch
 
 
 def fetch_items(condstore: bool) -> str:
@@ -90,100 +292,362 @@ def fetch_items(condstore: bool) -> str:
     return f"(UID FLAGS INTERNALDATE RFC822.SIZE {modseq}BODY.PEEK[HEADER.FIELDS ({fields})])"
 
 
-def raw_floor(dovecot: ThrowawayDovecot, user: str, password: str) -> tuple[float, float]:
-    """Seconds for the raw fetch, and for the raw fetch plus compat32 header parsing."""
-    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
-    imap.login(user, password)
-    imap._simple_command("ENABLE", "CONDSTORE")  # type: ignore[attr-defined]
-    imap.select(FOLDER, readonly=True)
-    started = time.perf_counter()
-    _typ, data = imap.uid("FETCH", "1:*", fetch_items(condstore=True))
-    fetched = time.perf_counter()
-    parser = BytesHeaderParser(policy=compat32)
-    for item in data:
-        if isinstance(item, tuple):
-            parser.parsebytes(item[1])
-    parsed = time.perf_counter()
-    imap.logout()
-    return fetched - started, parsed - started
+@dataclass(frozen=True)
+class FloorTiming:
+    fetch: float
+    parse: float
+    messages: int
 
 
-def timed(func: Callable[[], object]) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = func()
-    return time.perf_counter() - started, result
+def raw_fetch(box: Mailbox, *, parse: bool) -> FloorTiming:
+    """Raw ``UID FETCH`` of the index's items over the whole folder, in the index's batches.
 
-
-def new_store(kind: str, workdir: Path) -> tuple[Store, Callable[[], None]]:
-    if kind == "sqlite":
-        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
-        store = open_store(f"sqlite:///{path}")
-        return store, store.close
-    schema = f"mh_bench_{uuid.uuid4().hex[:8]}"
-    store = open_store("postgresql://postgres@127.0.0.1/test", schema=schema)
-
-    def drop() -> None:
-        from sqlalchemy import text
-
-        with store.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        store.close()
-
-    return store, drop
-
-
-def bench_index(
-    dovecot: ThrowawayDovecot,
-    user: str,
-    password: str,
-    kind: str,
-    workdir: Path,
-    count: int,
-    floor_index: float,
-) -> list[Figure]:
-    figures: list[Figure] = []
-    store, cleanup = new_store(kind, workdir)
-    account = account_for(dovecot, user)
-    request = SyncRequest(
-        account=account.name, host=account.host, username=user, only_folders=(FOLDER,)
-    )
-    per_100k = count / 100_000
+    Batches of ``FETCH_BATCH`` UIDs, as the index fetches, keep memory flat at any size;
+    fetch and (optionally) compat32 parse times are summed separately.
+    """
+    imap = box.imap()
     try:
-        with ImapMailServer(account, password) as server:
-            seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
-            figures.append(
+        imap._simple_command("ENABLE", "CONDSTORE")
+        imap.select(FOLDER, readonly=True)
+        uidnext = _uidnext(imap)
+        items = fetch_items(condstore=True)
+        parser = BytesHeaderParser(policy=compat32)
+        fetch_s = parse_s = 0.0
+        messages = 0
+        for low in range(1, uidnext, FETCH_BATCH):
+            high = min(low + FETCH_BATCH - 1, uidnext - 1)
+            started = time.perf_counter()
+            _typ, data = imap.uid("FETCH", f"{low}:{high}", items)
+            fetched = time.perf_counter()
+            literals = [item[1] for item in data if isinstance(item, tuple)]
+            messages += len(literals)
+            if parse:
+                for literal in literals:
+                    parser.parsebytes(literal)
+            fetch_s += fetched - started
+            parse_s += time.perf_counter() - fetched
+        imap.close()
+    finally:
+        imap.logout()
+    return FloorTiming(fetch_s, parse_s, messages)
+
+
+def _uidnext(imap: imaplib.IMAP4) -> int:
+    _typ, data = imap.response("UIDNEXT")  # from SELECT's "* OK [UIDNEXT n]"
+    if data and data[0]:
+        return int(data[0])
+    _typ, data = imap.status(FOLDER, "(UIDNEXT)")
+    match = re.search(rb"UIDNEXT (\d+)", data[0] if data and data[0] else b"")
+    if match is None:
+        raise RuntimeError(f"the server did not say the UIDNEXT of {FOLDER}")
+    return int(match.group(1))
+
+
+# =================================================================== stores and the sync child
+
+
+@contextmanager
+def bench_store(bench: Bench, kind: str) -> Iterator[Store]:
+    """A new, migrated store: a SQLite file in the work dir, or a PostgreSQL schema.
+
+    Removed afterwards (file, or ``DROP SCHEMA … CASCADE``), also on errors and Ctrl-C.
+    """
+    if kind == "sqlite":
+        path = bench.workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+        store = open_store(f"sqlite:///{path}")
+        try:
+            yield store
+        finally:
+            store.close()
+            for leftover in bench.workdir.glob(f"{path.name}*"):
+                leftover.unlink(missing_ok=True)
+        return
+    schema = f"mh_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        store = open_store(bench.postgres_url, schema=schema)
+        try:
+            if not bench.postgres_version:
+                bench.postgres_version = _postgres_version(store)
+            yield store
+        finally:
+            store.close()
+    finally:
+        _drop_schema(bench.postgres_url, schema)
+
+
+def _postgres_version(store: Store) -> str:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return str(conn.execute(text("SHOW server_version")).scalar_one())
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from mailhygiene.store.session import normalise_url
+
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class ChildSync:
+    seconds: float
+    new: int
+    process_mb: float
+    helpers: int  # child processes seen: indexing workers, multiprocessing's tracker
+    largest_helper_mb: float
+    total_mb: float
+
+
+class TreeRss:
+    """Samples the memory of a process and all its descendants (the sync's workers).
+
+    Peaks come from ``VmHWM`` in /proc/PID/status, the high-water mark of the process's
+    own address space. Not ``ru_maxrss``: Linux carries it across ``execve`` from the
+    forked copy of the parent, so a child started by a large process reports at least
+    the parent's size. The tree's total is the sum of ``VmRSS`` at one moment, every
+    ``RSS_SAMPLE_S``: a spike between two samples can be missed, and pages shared
+    between the processes (the interpreter's libraries) count once per process.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.total_kb = 0
+        self.peak_kb: dict[int, int] = {}  # pid → VmHWM last seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(RSS_SAMPLE_S):
+                return
+
+    def sample(self) -> None:
+        total = 0
+        for pid in self._tree():
+            status = proc_status_kb(pid)
+            total += status.get("VmRSS", 0)
+            if "VmHWM" in status:
+                self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), status["VmHWM"])
+        self.total_kb = max(self.total_kb, total)
+
+    def _tree(self) -> list[int]:
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    todo.extend(int(child) for child in children.read_text().split())
+                except (OSError, ValueError):
+                    continue  # ended between the listing and the read
+        return found
+
+
+def proc_status_kb(pid: int | str) -> dict[str, int]:
+    """The ``Vm…: N kB`` lines of /proc/PID/status ({} once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return {}
+    return {key: int(value) for key, value in re.findall(r"^(Vm\w+):\s+(\d+) kB", text, re.M)}
+
+
+def sync_in_child(bench: Bench, store: Store, box: Mailbox) -> ChildSync:
+    """Run an initial sync of ``box`` into ``store`` in a child process (fresh interpreter).
+
+    The child times ``sync_account`` alone (imports and login excluded) and reports its
+    own peak RSS; here the whole process tree, workers included, is sampled.
+    """
+    spec = {
+        "url": store.url,
+        "schema": store.schema,
+        "port": box.port,
+        "user": box.user,
+        "password": box.password,
+    }
+    command = [sys.executable, str(Path(__file__).resolve()), "--sync-child"]
+    with (
+        subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as child,
+        TreeRss(child.pid) as sampler,
+    ):
+        out, err = child.communicate(json.dumps(spec))
+    if child.returncode != 0:
+        raise RuntimeError(f"the sync child failed (exit {child.returncode}):\n{err[-4000:]}")
+    data = json.loads(out.strip().splitlines()[-1])
+    own_kb = max(int(data["process_kb"]), sampler.peak_kb.get(child.pid, 0))
+    others = [kb for pid, kb in sampler.peak_kb.items() if pid != child.pid]
+    return ChildSync(
+        seconds=float(data["seconds"]),
+        new=int(data["new"]),
+        process_mb=own_kb / 1024,
+        helpers=len(others),
+        largest_helper_mb=max(others, default=0) / 1024,
+        total_mb=max(sampler.total_kb, own_kb) / 1024,
+    )
+
+
+def rss_note(child: ChildSync) -> str:
+    if not child.helpers:
+        return "no workers (below their threshold)"
+    return (
+        f"{child.helpers} child processes (workers, multiprocessing's tracker), "
+        f"largest {child.largest_helper_mb:.0f} MB"
+    )
+
+
+def run_sync_child() -> int:
+    """The child side of ``sync_in_child``: the spec comes on stdin, JSON goes to stdout."""
+    spec = json.loads(sys.stdin.read())
+    box = Mailbox(int(spec["port"]), str(spec["user"]), str(spec["password"]))
+    store = open_store(spec["url"], schema=spec["schema"], migrate=False)
+    try:
+        with ImapMailServer(box.account, box.password) as server:
+            seconds, result = timed(lambda: sync_account(store, server, box.request, now=NOW))
+    finally:
+        store.close()
+    payload = {
+        "seconds": seconds,
+        "new": result.new,
+        "process_kb": proc_status_kb("self").get("VmHWM", 0),
+    }
+    print(json.dumps(payload))
+    return 0
+
+
+# =================================================================== the index figures
+
+
+def measure_index(bench: Bench, count: int, box: Mailbox) -> None:
+    with bench.progress.running("first (cold) fetch"):
+        cold = raw_fetch(box, parse=False)
+    bench.progress.line(
+        f"first fetch after writing the mail: {cold.fetch:.2f} s (Dovecot builds its index "
+        "and cache; untimed warm-up)"
+    )
+    with bench.progress.running("floor fetch"):
+        warm = raw_fetch(box, parse=True)
+    if warm.messages != count:
+        raise RuntimeError(f"the floor fetched {warm.messages:,} messages, not {count:,}")
+    floor = warm.fetch + warm.parse
+    bench.add(
+        Figure(
+            label("floor.fetch"),
+            warm.fetch,
+            note=f"cold first pass {cold.fetch:.2f} s",
+            step="floor.fetch",
+            messages=count,
+        )
+    )
+    bench.add(Figure(label("floor.parse"), floor, step="floor.parse", messages=count))
+
+    per_100k = count / 100_000
+    with ExitStack() as stack:
+        stores = {kind: stack.enter_context(bench_store(bench, kind)) for kind in bench.kinds}
+        for kind, store in stores.items():
+            with bench.progress.running(f"initial sync [{kind}]"):
+                child = sync_in_child(bench, store, box)
+            bench.add(
                 Figure(
-                    f"initial sync [{kind}]",
-                    seconds,
-                    floor_index,
+                    label("sync.initial", kind),
+                    child.seconds,
+                    floor,
                     "≤ 1.5× floor",
-                    seconds <= 1.5 * floor_index,
+                    child.seconds <= 1.5 * floor,
+                    note="" if child.new == count else f"{child.new:,} indexed, not {count:,}!",
+                    step="sync.initial",
+                    kind=kind,
+                    messages=count,
                 )
             )
-            seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
-            figures.append(
+            bench.add(
                 Figure(
-                    f"no-change resync [{kind}]",
+                    label("rss", kind),
+                    child.total_mb,
+                    goal=f"≤ {RSS_GOAL_MB:.0f} MB",
+                    ok=child.total_mb <= RSS_GOAL_MB,
+                    note=rss_note(child),
+                    step="rss",
+                    kind=kind,
+                    unit="MB",
+                    messages=count,
+                )
+            )
+            bench.add(
+                Figure(
+                    label("rss.process", kind),
+                    child.process_mb,
+                    step="rss.process",
+                    kind=kind,
+                    unit="MB",
+                    messages=count,
+                )
+            )
+        for kind, store in stores.items():
+            with bench.progress.running(f"no-change resync [{kind}]"):
+                seconds, result = resync(store, box)
+            bench.add(
+                Figure(
+                    label("sync.nochange", kind),
                     seconds,
                     None,
-                    f"≤ {0.3 * per_100k:.2f} s",
+                    f"≤ {0.3 * per_100k:.3g} s",
                     seconds <= 0.3 * per_100k,
+                    note="" if result == 0 else f"{result:,} new?!",
+                    step="sync.nochange",
+                    kind=kind,
+                    messages=count,
                 )
             )
         extra = max(1, count // 100)
-        generate_bulk(
-            dovecot, user, FOLDER, extra, seed=SEED + 100 + len(kind), now=NOW, age_days=(0, 2)
-        )
-        with ImapMailServer(account, password) as server:
-            seconds, _ = timed(lambda: sync_account(store, server, request, now=NOW))
-            figures.append(Figure(f"resync after +1% ({extra} new) [{kind}]", seconds))
-        figures.extend(bench_after_sync(store, account.name, kind, count))
-    finally:
-        cleanup()
-    return figures
+        # Written without dropping Dovecot's index, as a delivery would: Dovecot notices
+        # the new files itself, and the resync does not pay for a cold rescan.
+        bench.generate(box, extra, seed=SEED + 100, age_days=(0, 2), rescan=False)
+        for kind, store in stores.items():
+            with bench.progress.running(f"resync after +1% [{kind}]"):
+                seconds, result = resync(store, box)
+            bench.add(
+                Figure(
+                    label("sync.plus1", kind),
+                    seconds,
+                    note=f"{result:,} new" + ("" if result == extra else f", not {extra:,}!"),
+                    step="sync.plus1",
+                    kind=kind,
+                    messages=count,
+                )
+            )
+        for kind, store in stores.items():
+            measure_after_sync(bench, store, box.account.name, kind, count)
 
 
-def bench_after_sync(store: Store, account: str, kind: str, count: int) -> list[Figure]:
+def resync(store: Store, box: Mailbox) -> tuple[float, int]:
+    with ImapMailServer(box.account, box.password) as server:
+        seconds, result = timed(lambda: sync_account(store, server, box.request, now=NOW))
+    return seconds, result.new
+
+
+def measure_after_sync(bench: Bench, store: Store, account: str, kind: str, count: int) -> None:
     """Threading/case linking and plan computation on the indexed mailbox."""
     from mailhygiene.cases.service import link_after_sync
     from mailhygiene.config.rules import load_rules
@@ -191,48 +655,80 @@ def bench_after_sync(store: Store, account: str, kind: str, count: int) -> list[
 
     policy = load_rules(ROOT / "rules.toml")
     per_100k = count / 100_000
-    seconds, _ = timed(lambda: link_after_sync(store, policy, account, NOW, "bench"))
-    figures = [Figure(f"thread + case linking [{kind}]", seconds)]
-    seconds, computed = timed(
-        lambda: compute_plan(store, policy, account=account, now=NOW, actor="bench")
-    )
-    planned = computed.summary.item_count  # type: ignore[attr-defined]
-    figures.append(
+    with bench.progress.running(f"linking [{kind}]"):
+        seconds, linked = timed(lambda: link_after_sync(store, policy, account, NOW, "bench"))
+    bench.add(
         Figure(
-            f"plan computation [{kind}]",
+            label("link", kind),
             seconds,
-            None,
-            f"≤ {1.0 * per_100k:.2f} s",
-            seconds <= 1.0 * per_100k,
-            note=f"{planned:,} planned",
+            note=f"{linked:,} links",
+            step="link",
+            kind=kind,
+            messages=count,
         )
     )
-    return figures
+    with bench.progress.running(f"plan computation [{kind}]"):
+        seconds, computed = timed(
+            lambda: compute_plan(store, policy, account=account, now=NOW, actor="bench")
+        )
+    planned = computed.summary.item_count
+    del computed  # its items are per message: do not keep them past the figure
+    bench.add(
+        Figure(
+            label("plan", kind),
+            seconds,
+            None,
+            f"≤ {1.0 * per_100k:.3g} s",
+            seconds <= 1.0 * per_100k,
+            note=f"{planned:,} planned",
+            step="plan",
+            kind=kind,
+            messages=count,
+        )
+    )
 
 
-def raw_move(dovecot: ThrowawayDovecot, user: str, password: str) -> tuple[float, float, int]:
-    """Raw UID SEARCH BEFORE + UID MOVE (chunked ranges); returns (search s, move s, moved)."""
-    from mailhygiene.imap.wire import chunked_uid_sets
+# =================================================================== the move figures
 
-    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
-    imap.login(user, password)
-    imap.create(MOVE_TARGET)
-    imap.select(FOLDER)
-    cutoff = (NOW - timedelta(days=365)).strftime("%d-%b-%Y")
-    started = time.perf_counter()
-    _typ, data = imap.uid("SEARCH", "BEFORE", cutoff)
-    uids = [int(x) for x in data[0].split()]
-    searched = time.perf_counter()
-    for _batch, text in chunked_uid_sets(uids, max_uids=5000):
-        imap.uid("MOVE", text, MOVE_TARGET)
-    moved = time.perf_counter()
-    imap.logout()
+
+def cutoff_date() -> str:
+    """The IMAP SEARCH date (RFC 3501 §6.4.4, ``BEFORE``) of the retention cutoff."""
+    return (NOW - timedelta(days=KEEP_DAYS)).strftime("%d-%b-%Y")
+
+
+def raw_move(box: Mailbox) -> tuple[float, float, int]:
+    """Raw UID SEARCH BEFORE + UID MOVE (chunked ranges); returns (search s, move s, moved).
+
+    The search asks for an ESEARCH answer (RFC 4731 ``RETURN (ALL)``: a compact UID set)
+    when the server offers it: a plain SEARCH line for ~700k UIDs would be longer than
+    the 1 MB imaplib accepts.
+    """
+    from mailhygiene.imap.wire import chunked_uid_sets, parse_uid_set
+
+    imap = box.imap()
+    try:
+        imap.create(MOVE_TARGET)
+        imap.select(FOLDER)
+        esearch = "ESEARCH" in imap.capabilities
+        started = time.perf_counter()
+        if esearch:
+            imap.uid("SEARCH", "RETURN", "(ALL)", "BEFORE", cutoff_date())
+            _typ, data = imap.response("ESEARCH")
+            found = re.search(rb"\bALL ([\d:,]+)", b" ".join(d for d in data if d))
+            uids = parse_uid_set(found.group(1).decode("ascii")) if found else []
+        else:
+            _typ, data = imap.uid("SEARCH", "BEFORE", cutoff_date())
+            uids = [int(x) for x in data[0].split()]
+        searched = time.perf_counter()
+        for _batch, text in chunked_uid_sets(uids, max_uids=MOVE_BATCH):
+            imap.uid("MOVE", text, MOVE_TARGET)
+        moved = time.perf_counter()
+    finally:
+        imap.logout()
     return searched - started, moved - searched, len(uids)
 
 
-def our_move(
-    dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
-) -> tuple[float, int]:
+def our_move(bench: Bench, box: Mailbox) -> tuple[float, int]:
     """Index, plan (default 365 d, no rules), approve, and time the execution only."""
     from mailhygiene.policy import Duration, Policy
     from mailhygiene.purge.approve import approve_plan
@@ -240,85 +736,217 @@ def our_move(
     from mailhygiene.purge.plan import plan_purge
 
     policy = Policy(
-        default_keep=Duration.parse("365d"),
+        default_keep=Duration.parse(f"{KEEP_DAYS}d"),
         quarantine_folder=MOVE_TARGET,
         auto_approve_limit=10**9,
         source_hash="bench",
     )
-    store, cleanup = new_store("sqlite", workdir)
-    account = account_for(dovecot, user)
-    request = SyncRequest(
-        account=account.name, host=account.host, username=user, only_folders=(FOLDER,)
-    )
-    try:
-        with ImapMailServer(account, password) as server:
-            sync_account(store, server, request, now=NOW)
-            summary = plan_purge(store, policy, account=account.name, now=NOW, actor="planner")
-            assert summary.ref is not None
-            approve_plan(store, summary.ref, policy, actor="manager", now=NOW)
+    with (
+        bench_store(bench, "sqlite") as store,
+        ImapMailServer(box.account, box.password) as server,
+    ):
+        with bench.progress.running("index + plan for our move (untimed)"):
+            sync_account(store, server, box.request, now=NOW)
+            summary = plan_purge(store, policy, account=box.account.name, now=NOW, actor="planner")
+        ref = summary.ref
+        assert ref is not None
+        approve_plan(store, ref, policy, actor="manager", now=NOW)
+        with bench.progress.running("purge execute"):
             seconds, report = timed(
-                lambda: execute_plan(
-                    store, server, policy, summary.ref or "", actor="manager", now=NOW
-                )
+                lambda: execute_plan(store, server, policy, ref, actor="manager", now=NOW)
             )
-        return seconds, report.done  # type: ignore[attr-defined]
-    finally:
-        cleanup()
+    return seconds, report.done
 
 
-def imapfilter_move(
-    dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path
-) -> tuple[float, int] | None:
+def imapfilter_move(bench: Bench, box: Mailbox) -> tuple[float, int] | None:
     binary = shutil.which("imapfilter")
     if binary is None:
         return None
-    config = workdir / "imapfilter.lua"
+    config = bench.workdir / "imapfilter.lua"
     config.write_text(
-        "options.timeout = 600\noptions.create = true\n"
-        f"acct = IMAP {{ server = '127.0.0.1', port = {dovecot.port}, username = '{user}', "
-        f"password = '{password}' }}\n"
-        f"results = acct['{FOLDER}']:is_older(365)\n"
+        "options.timeout = 3600\noptions.create = true\n"
+        f"acct = IMAP {{ server = '127.0.0.1', port = {box.port}, username = '{box.user}', "
+        f"password = '{box.password}' }}\n"
+        # arrived_before, not is_older: the floor's SEARCH BEFORE date (our NOW is fixed,
+        # imapfilter's would be today)
+        f"results = acct['{FOLDER}']:arrived_before('{cutoff_date()}')\n"
         f"results:move_messages(acct['{MOVE_TARGET}'])\n"
     )
-    started = time.perf_counter()
-    subprocess.run(
-        [binary, "-c", str(config)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "HOME": str(workdir)},
-    )
-    seconds = time.perf_counter() - started
-    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
-    imap.login(user, password)
-    _typ, data = imap.status(MOVE_TARGET, "(MESSAGES)")
-    imap.logout()
-    moved = int(data[0].split(b"MESSAGES ")[1].rstrip(b")")) if data and data[0] else 0
-    return seconds, moved
+    try:
+        with bench.progress.running("imapfilter move"):
+            started = time.perf_counter()
+            done = subprocess.run(
+                [binary, "-c", str(config)],
+                check=False,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "HOME": str(bench.workdir)},
+            )
+            seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"imapfilter failed (exit {done.returncode}):\n{done.stderr}")
+    finally:
+        config.unlink(missing_ok=True)
+    imap = box.imap()
+    try:
+        _typ, data = imap.status(MOVE_TARGET, "(MESSAGES)")
+    finally:
+        imap.logout()
+    match = re.search(rb"MESSAGES (\d+)", data[0] if data and data[0] else b"")
+    return seconds, int(match.group(1)) if match else 0
 
 
-def peak_rss_of_sync(dovecot: ThrowawayDovecot, user: str, password: str, workdir: Path) -> float:
-    """Run an initial sync in a child process and return its peak RSS in MB."""
-    db = workdir / "rss.db"
-    code = (
-        "import sys, json, resource\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from datetime import UTC, datetime\n"
-        "from mailhygiene.config.settings import AccountSettings, PasswordSource\n"
-        "from mailhygiene.imap.client import ImapMailServer\n"
-        "from mailhygiene.index import SyncRequest, sync_account\n"
-        "from mailhygiene.store.session import open_store\n"
-        f"store = open_store('sqlite:///{db}')\n"
-        f"acct = AccountSettings(name='rss', host='127.0.0.1', port={dovecot.port}, "
-        f"security='none', username={user!r}, password=PasswordSource(env='X'), timeout=600)\n"
-        f"with ImapMailServer(acct, {password!r}) as server:\n"
-        f"    sync_account(store, server, SyncRequest('rss', '127.0.0.1', {user!r}, "
-        f"only_folders=({FOLDER!r},)), now=datetime.now(UTC))\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
+def measure_moves(bench: Bench, count: int, boxes: dict[str, Mailbox]) -> None:
+    # Our execution runs after a sync has fetched every message once; give the floor's
+    # and imapfilter's mailboxes the same warm Dovecot cache first.
+    for name in ("raw", "filter"):
+        with bench.progress.running(f"warming {boxes[name].user}"):
+            raw_fetch(boxes[name], parse=False)
+    with bench.progress.running("raw UID SEARCH + UID MOVE"):
+        search_s, move_s, raw_moved = raw_move(boxes["raw"])
+    floor = search_s + move_s
+    bench.add(
+        Figure(
+            label("move.floor"),
+            floor,
+            note=f"{raw_moved:,} moved, search {search_s:.2f} s",
+            step="move.floor",
+            messages=count,
+        )
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return float(output.strip().splitlines()[-1])
+    ours_s, ours_moved = our_move(bench, boxes["ours"])
+    bench.add(
+        Figure(
+            label("move.ours"),
+            ours_s,
+            floor,
+            "≤ 1.2× floor",
+            ours_s <= 1.2 * floor,
+            note=f"{ours_moved:,} moved",
+            step="move.ours",
+            messages=count,
+        )
+    )
+    peer = imapfilter_move(bench, boxes["filter"])
+    if peer is None:
+        bench.progress.line("imapfilter is not installed: no peer figure")
+    else:
+        bench.add(
+            Figure(
+                label("move.imapfilter"),
+                peer[0],
+                floor,
+                note=f"{peer[1]:,} moved",
+                step="move.imapfilter",
+                messages=count,
+            )
+        )
+
+
+def run_size(bench: Bench, count: int) -> None:
+    """Every figure at one mailbox size; its mailboxes are deleted afterwards."""
+    bench.progress.size = count
+    names = ("index",) if bench.skip_move else ("index", "raw", "ours", "filter")
+    boxes: dict[str, Mailbox] = {}
+    try:
+        for name in names:
+            user = f"{name}-{count}@bench.example"
+            boxes[name] = Mailbox(bench.dovecot.port, user, bench.dovecot.add_user(user))
+            bench.generate(boxes[name], count)
+        measure_index(bench, count, boxes["index"])
+        if not bench.skip_move:
+            measure_moves(bench, count, boxes)
+    finally:
+        for box in boxes.values():
+            bench.dovecot.remove_user(box.user)
+
+
+# =================================================================== the machine
+
+
+def describe_machine() -> dict[str, str]:
+    """CPU, RAM, kernel and library versions, read where they are kept (not guessed)."""
+    cpuinfo = _read("/proc/cpuinfo")
+    models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    logical = len(re.findall(r"^processor\s*:", cpuinfo, re.M)) or os.cpu_count() or 0
+    cores = {
+        (block.get("physical id"), block.get("core id"))
+        for block in _cpuinfo_blocks(cpuinfo)
+        if "core id" in block
+    }
+    cpu = models[0].strip() if models else platform.processor() or platform.machine()
+    counted = f"{logical} logical CPUs" + (f", {len(cores)} physical cores" if cores else "")
+    usable = len(os.sched_getaffinity(0))
+    if usable != logical:
+        counted += f", {usable} usable by this process"
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "CPU": f"{cpu} — {counted}",
+        "RAM": f"{int(mem.group(1)) / 2**20:.1f} GiB" if mem else "unknown",
+        "Kernel": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "Load average at start": f"{load} (1, 5, 15 min)",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "SQLite": sqlite3.sqlite_version,
+        "Dovecot": _version_of([dovecot_binary("dovecot") or "dovecot", "--version"]),
+        "imapfilter": _version_of(["imapfilter", "-V"], r"IMAPFilter\s+(\S+)"),
+        "mailhygiene": f"{__version__}{_git_revision()}",
+        "Date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
+    blocks = []
+    for chunk in text.split("\n\n"):
+        pairs = (line.split(":", 1) for line in chunk.splitlines() if ":" in line)
+        blocks.append({key.strip(): value.strip() for key, value in pairs})
+    return blocks
+
+
+def _version_of(command: Sequence[str], pattern: str = r"(\S+)") -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "not installed"
+    match = re.search(pattern, done.stdout + done.stderr)
+    return match.group(1) if match else "unknown"
+
+
+def _git_revision() -> str:
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(ROOT), *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return ""
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f", commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    python = Path(sys.executable)
+    shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else "python3"
+    return shlex.join([shown, "scripts/bench.py", *argv])
+
+
+# =================================================================== the report
 
 
 def render(figures: list[Figure], header: str) -> str:
@@ -338,85 +966,332 @@ def render(figures: list[Figure], header: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--postgres", action="store_true", help="also run on local PostgreSQL")
+def series(figures: list[Figure]) -> dict[tuple[str, str], dict[int, float]]:
+    """``(step, kind) → {messages: value}`` in report order."""
+    order = {step: n for n, (step, _label) in enumerate(STEPS)}
+    kinds = {"": 0, "sqlite": 1, "postgresql": 2}
+    found: dict[tuple[str, str], dict[int, float]] = {}
+    for f in sorted(figures, key=lambda f: (order.get(f.step, len(order)), kinds.get(f.kind))):
+        found.setdefault((f.step, f.kind), {})[f.messages] = f.seconds
+    return found
+
+
+def scaling_table(figures: list[Figure], sizes: Sequence[int]) -> str:
+    timed_series = {k: v for k, v in series(figures).items() if not k[0].startswith("rss")}
+    head = [f"{n:,} (s)" for n in sizes] + [f"{n:,} (µs/msg)" for n in sizes]
+    lines = [
+        "| step | " + " | ".join(head) + " |",
+        "| --- |" + " ---: |" * len(head),
+    ]
+    for (step, kind), values in timed_series.items():
+        seconds = [f"{values[n]:.2f}" if n in values else "" for n in sizes]
+        micros = [f"{values[n] / n * 1e6:,.1f}" if n in values else "" for n in sizes]
+        lines.append(f"| {label(step, kind)} | " + " | ".join(seconds + micros) + " |")
+    rss = {k: v for k, v in series(figures).items() if k[0].startswith("rss")}
+    if rss:
+        lines += ["", "| memory | " + " | ".join(f"{n:,}" for n in sizes) + " |"]
+        lines.append("| --- |" + " ---: |" * len(sizes))
+        for (step, kind), values in rss.items():
+            cells = [f"{values[n]:.0f}" if n in values else "" for n in sizes]
+            lines.append(f"| {label(step, kind)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def flatness(figures: list[Figure]) -> list[tuple[str, str, str, bool]]:
+    """Per RSS series: does the peak stay flat from the smallest to the largest size?
+
+    Compared over the sizes where the sync takes the same path: the indexing workers
+    start at ``PARALLEL_THRESHOLD`` new messages, a step up that is not growth.
+    Returns (sizes compared, what, measured, flat) rows.
+    """
+    verdicts = []
+    for (step, kind), values in series(figures).items():
+        parallel = [n for n in values if n >= PARALLEL_THRESHOLD]
+        sizes = parallel if len(parallel) >= 2 else list(values)
+        if not step.startswith("rss") or len(sizes) < 2:
+            continue
+        small, large = min(sizes), max(sizes)
+        growth = values[large] / values[small] - 1
+        verdicts.append(
+            (
+                f"{small:,} → {large:,}",
+                f"{label(step, kind)}: flat",
+                f"{values[small]:.0f} → {values[large]:.0f} MB ({growth:+.0%})",
+                growth <= RSS_FLAT_GROWTH,
+            )
+        )
+    return verdicts
+
+
+def goals_table(figures: list[Figure]) -> str:
+    lines = [
+        "| messages | figure | measured | goal | met |",
+        "| ---: | --- | ---: | --- | --- |",
+    ]
+    rows = [
+        (
+            f"{f.messages:,}",
+            f.name,
+            f.value_text() + (f" ({f.ratio:.2f}×)" if f.ratio else ""),
+            f.goal,
+            f.ok,
+        )
+        for f in figures
+        if f.ok is not None
+    ]
+    growth = f"≤ {RSS_FLAT_GROWTH:+.0%} growth"
+    rows += [(sizes, what, measured, growth, ok) for sizes, what, measured, ok in flatness(figures)]
+    for messages, name, measured, goal, ok in rows:
+        met = "met" if ok else "**not met**"
+        lines.append(f"| {messages} | {name} | {measured} | {goal} | {met} |")
+    return "\n".join(lines)
+
+
+def render_report(
+    figures: list[Figure],
+    sizes: Sequence[int],
+    machine: dict[str, str],
+    command: str,
+    plot_link: str | None,
+) -> str:
+    parts = [
+        "# mailhygiene benchmark",
+        "",
+        "Every ratio is to the raw IMAP floor measured in the same run at the same mailbox "
+        "size; µs/msg divides by the number of messages in the mailbox (also for the moves, "
+        "which move about two thirds of them). The goals are those of issue #9; the per-100k "
+        "goals are scaled linearly, so at small sizes fixed costs (login, SELECT) dominate.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *(f"| {key} | {value} |" for key, value in machine.items()),
+        "",
+        "## How to reproduce",
+        "",
+        "From the repository root, as root (Dovecot drops to its own user), with "
+        "`dovecot-imapd` and `imapfilter` installed:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "## Goals",
+        "",
+        goals_table(figures),
+        "",
+        "## Scaling",
+        "",
+    ]
+    if plot_link:
+        parts += [f"![seconds and peak RSS vs mailbox size]({plot_link})", ""]
+    parts += [scaling_table(figures, sizes), "", "## Results per size"]
+    for count in sizes:
+        here = [f for f in figures if f.messages == count]
+        parts += ["", render(here, f"### {count:,} messages")]
+    return "\n".join(parts) + "\n"
+
+
+def short_size(count: float) -> str:
+    for unit, scale in (("M", 1_000_000), ("k", 1000)):
+        if count >= scale:
+            return f"{count / scale:g}{unit}"
+    return f"{count:g}"
+
+
+def write_plot(path: Path, figures: list[Figure], sizes: Sequence[int], title: str) -> None:
+    """Seconds vs size per step (log-log) and peak RSS vs size, as a PNG (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig, (ax_time, ax_rss) = plt.subplots(
+        1, 2, figsize=(14, 6.5), gridspec_kw={"width_ratios": [3, 2]}, layout="constrained"
+    )
+    colours = [f"C{n}" for n in range(10)]
+    data = series(figures)
+    for index, step in enumerate(PLOTTED):
+        for kind in ("", "sqlite", "postgresql"):
+            values = data.get((step, kind))
+            if not values:
+                continue
+            xs = sorted(values)
+            ax_time.plot(
+                xs,
+                [max(values[x], 1e-4) for x in xs],
+                marker="o",
+                color=colours[index % len(colours)],
+                linestyle="--" if kind == "postgresql" else "-",
+                label=label(step, kind),
+            )
+    reference = data.get(("floor.parse", ""))
+    if reference and len(sizes) > 1:
+        x0 = min(reference)
+        ends = [min(sizes), max(sizes)]
+        ax_time.plot(
+            ends,
+            [reference[x0] * x / x0 for x in ends],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="∝ messages (linear scaling)",
+        )
+    ax_time.set_xscale("log")
+    ax_time.set_yscale("log")
+    ax_time.set_xlabel("messages in the mailbox")
+    ax_time.set_ylabel("seconds")
+    ax_time.set_title("Time per step vs mailbox size (log-log)")
+    ax_time.grid(True, which="both", alpha=0.3)
+    ax_time.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=3)
+
+    peak = 0.0
+    for colour, kind in (("C0", "sqlite"), ("C1", "postgresql")):
+        for step, style, what in (
+            ("rss", "-", "process + workers"),
+            ("rss.process", ":", "process"),
+        ):
+            values = data.get((step, kind))
+            if not values:
+                continue
+            xs = sorted(values)
+            peak = max(peak, *values.values())
+            ax_rss.plot(
+                xs,
+                [values[x] for x in xs],
+                marker="o" if step == "rss" else "s",
+                color=colour,
+                linestyle=style,
+                label=f"{kind}: {what}",
+            )
+    ax_rss.axhline(
+        RSS_GOAL_MB,
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"goal ≤ {RSS_GOAL_MB:.0f} MB",
+    )
+    ax_rss.set_xscale("log")
+    ax_rss.set_ylim(0, max(RSS_GOAL_MB, peak) * 1.15)
+    ax_rss.set_xlabel("messages in the mailbox")
+    ax_rss.set_ylabel("peak RSS (MB)")
+    ax_rss.set_title("Peak RSS of a full sync vs mailbox size")
+    ax_rss.grid(True, which="both", alpha=0.3)
+    ax_rss.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=2)
+
+    for ax in (ax_time, ax_rss):
+        ax.set_xticks(list(sizes))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: short_size(x)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(min(sizes) / 1.4, max(sizes) * 1.4)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# =================================================================== command line
+
+
+def parse_size(text: str) -> int:
+    """``100000``, ``100_000``, ``100k``, ``1M``, ``2.5k``."""
+    raw = text.strip().lower().replace("_", "")
+    scale = {"k": 1000, "m": 1_000_000}.get(raw[-1:], 1)
+    try:
+        value = round(float(raw[:-1] if scale > 1 else raw) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a message count (e.g. 10000, 30k, 1M)"
+        ) from None
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: a mailbox needs at least 100 messages")
+    return value
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = sorted({parse_size(part) for part in text.split(",") if part.strip()})
+    if not sizes:
+        raise argparse.ArgumentTypeError("give at least one size, e.g. 10000,30000,100000")
+    return sizes
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Progress lines go to stderr; the report (or --json) to stdout.",
+    )
+    parser.add_argument(
+        "--messages", type=parse_size, help="one mailbox size (default 100000; 100k, 1M work)"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        help="comma-separated mailbox sizes to measure one after the other, e.g. 10k,30k,100k",
+    )
+    parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
+    parser.add_argument(
+        "--postgres-url", default=POSTGRES_URL, help=f"with --postgres (default {POSTGRES_URL})"
+    )
     parser.add_argument("--skip-move", action="store_true", help="skip the move benchmarks")
-    parser.add_argument("--markdown", type=Path, help="also write the results to this file")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args()
-    count = args.messages
-    figures: list[Figure] = []
+    parser.add_argument("--markdown", type=Path, help="write the full report to this file")
+    parser.add_argument(
+        "--plot", type=Path, help=f"draw time and RSS vs size to this PNG ({BENCH_EXTRA_HINT})"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the report")
+    parser.add_argument("--sync-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sizes and args.messages:
+        parser.error("give --sizes or --messages, not both")
+    args.sizes = args.sizes or [args.messages or 100_000]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.sync_child:
+        return run_sync_child()
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # Checked before hours of measuring, not after.
+        print(f"bench.py: --plot needs matplotlib: {BENCH_EXTRA_HINT}", file=sys.stderr)
+        return 2
+    sizes: list[int] = args.sizes
+    kinds = ("sqlite", "postgresql") if args.postgres else ("sqlite",)
+    machine = describe_machine()
+    progress = Progress()
+    progress.line(
+        f"sizes {', '.join(f'{n:,}' for n in sizes)}; databases {', '.join(kinds)}; "
+        f"moves {'skipped' if args.skip_move else 'measured'}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="mh-bench-"))
     try:
         with ThrowawayDovecot() as dovecot:
-            users = {
-                name: dovecot.add_user(f"{name}@bench.example")
-                for name in ("index", "raw", "ours", "filter")
-            }
-            started = time.perf_counter()
-            for name, _pw in users.items():
-                if name == "index" or not args.skip_move:
-                    generate_bulk(
-                        dovecot, f"{name}@bench.example", FOLDER, count, seed=SEED, now=NOW
-                    )
-            print(
-                f"generated {count:,} messages per mailbox in "
-                f"{time.perf_counter() - started:.1f} s",
-                file=sys.stderr,
-            )
-            user, password = "index@bench.example", users["index"]
-            fetch_s, index_s = raw_floor(dovecot, user, password)
-            figures.append(Figure("floor: raw UID FETCH 1:*", fetch_s))
-            figures.append(Figure("floor: raw fetch + compat32 parse", index_s))
-            kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
-            for kind in kinds:
-                figures.extend(bench_index(dovecot, user, password, kind, workdir, count, index_s))
-            if not args.skip_move:
-                search_s, move_s, raw_moved = raw_move(dovecot, "raw@bench.example", users["raw"])
-                floor = search_s + move_s
-                figures.append(
-                    Figure("floor: raw UID SEARCH + UID MOVE", floor, note=f"{raw_moved:,} moved")
-                )
-                ours_s, ours_moved = our_move(dovecot, "ours@bench.example", users["ours"], workdir)
-                figures.append(
-                    Figure(
-                        "purge execute (move, re-verified)",
-                        ours_s,
-                        floor,
-                        "≤ 1.2× floor",
-                        ours_s <= 1.2 * floor,
-                        note=f"{ours_moved:,} moved",
-                    )
-                )
-                peer = imapfilter_move(dovecot, "filter@bench.example", users["filter"], workdir)
-                if peer is not None:
-                    figures.append(
-                        Figure("imapfilter move (peer)", peer[0], floor, note=f"{peer[1]:,} moved")
-                    )
-            rss = peak_rss_of_sync(dovecot, user, password, workdir)
-            figures.append(
-                Figure(
-                    "peak RSS of a full sync (MB, child process)",
-                    rss,
-                    goal="≤ 300 MB",
-                    ok=rss <= 300,
-                )
-            )
+            bench = Bench(dovecot, workdir, progress, kinds, args.postgres_url, args.skip_move)
+            for count in sizes:
+                run_size(bench, count)
+            progress.size = 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    header = (
-        f"mailhygiene benchmark — {count:,} messages, {platform.python_implementation()} "
-        f"{platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}, "
-        f"{datetime.now(UTC):%Y-%m-%d}"
-    )
+    if bench.postgres_version:
+        machine = {**machine, "PostgreSQL": bench.postgres_version}
+        machine["Date"] = machine.pop("Date")
+    figures = bench.figures
+    plot_link = None
+    if args.plot:
+        title = f"mailhygiene benchmark — {machine['CPU']} — {machine['Date']}"
+        write_plot(args.plot, figures, sizes, title)
+        progress.line(f"wrote {args.plot}")
+        base = args.markdown.resolve().parent if args.markdown else Path.cwd()
+        plot_link = os.path.relpath(args.plot.resolve(), base)
+    report = render_report(figures, sizes, machine, command_line(argv), plot_link)
     if args.json:
-        print(json.dumps([{**f.__dict__, "ratio": f.ratio} for f in figures], indent=2))
+        print(json.dumps([{**asdict(f), "ratio": f.ratio} for f in figures], indent=2))
     else:
-        print(render(figures, header))
+        print(report, end="")
     if args.markdown:
-        args.markdown.write_text(render(figures, "## " + header) + "\n")
+        args.markdown.write_text(report, encoding="utf-8")
+        progress.line(f"wrote {args.markdown}")
     return 0
 
 
