@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 
+from mailhygiene import index as index_module
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount, ThrowawayDovecot, imap_utf7_encode
 from mailhygiene.devtools.mailbox import (
@@ -631,3 +632,16 @@ def test_a_pipelined_fetch_stopped_early_leaves_the_connection_in_step(
         assert server.search_uids() == uids
         assert len(server._uid_fetch("read", "1:*", "(UID)")) == len(uids)
         assert [m.uid for batch in server.fetch_index(uids) for m in batch] == uids
+
+
+def test_settling_a_bulk_load_runs_outside_any_transaction_on_both_databases(
+    store: Store, mailbox: ImapAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync of many messages VACUUMs on PostgreSQL (which refuses inside a
+    transaction); a small threshold makes this sync one."""
+    monkeypatch.setattr(index_module, "BULK_LOAD", 3)
+    append(mailbox, "INBOX", *((plain(n), []) for n in range(4)))
+    run_sync(store, mailbox)
+    store.settle_bulk_load()  # and again, by hand: idempotent
+    with store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 4
