@@ -30,9 +30,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "installing mailhygiene and its development tools into .venv ..." >&2
+  echo "installing mailhygiene, its development tools and the benchmark plot into .venv ..." >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,bench]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
