@@ -34,7 +34,7 @@ from typing import Protocol
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
-from mailhygiene.errors import FolderError
+from mailhygiene.errors import FolderError, ImapError
 from mailhygiene.holds import hold_lookup
 from mailhygiene.mailbox import FolderStatus, MessageIdentity
 from mailhygiene.policy import Action, MessageFacts, Policy, Reason, decide
@@ -47,6 +47,7 @@ from mailhygiene.store.purge_queries import JournalItem
 from mailhygiene.store.session import Store
 
 BATCH_SIZE = 5000
+_ROUNDS = 3  # passes over what is planned: more only after a refused batch was settled
 
 
 class PurgeServer(Protocol):
@@ -141,28 +142,37 @@ def execute_plan(
                 planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
         if progress is not None:
             progress.started(len(planned))
-        by_folder: dict[str, list[JournalItem]] = defaultdict(list)
-        for item in planned:
-            by_folder[item.folder].append(item)
         batch_number = 0
-        for folder, items in by_folder.items():
-            batch_number = _execute_folder(
-                store,
-                server,
-                policy,
-                plan.id,
-                ref,
-                account,
-                folder,
-                items,
-                report,
-                actor=actor,
-                now=now,
-                batch_size=batch_size,
-                first_batch=batch_number,
-                progress=progress,
-                kind=kind,
-            )
+        for _round in range(_ROUNDS):
+            by_folder: dict[str, list[JournalItem]] = defaultdict(list)
+            for item in planned:
+                by_folder[item.folder].append(item)
+            settled_again = False
+            for folder, items in by_folder.items():
+                batch_number, settled = _execute_folder(
+                    store,
+                    server,
+                    policy,
+                    plan.id,
+                    ref,
+                    account,
+                    folder,
+                    items,
+                    report,
+                    actor=actor,
+                    now=now,
+                    batch_size=batch_size,
+                    first_batch=batch_number,
+                    progress=progress,
+                    kind=kind,
+                )
+                settled_again = settled_again or settled
+            if not settled_again:
+                break
+            # why: a refused batch was settled from the server; what is still in its
+            # folder went back to planned and is verified again from the start
+            with store.transaction() as session:
+                planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
         with store.transaction() as session:
             plan = purge_queries.get_plan(session, ref, for_update=True)
             counts = purge_queries.count_by_state(session, plan.id)
@@ -216,11 +226,13 @@ def _execute_folder(
     first_batch: int,
     progress: ExecuteProgress | None,
     kind: PlanKind = PlanKind.PURGE,
-) -> int:
+) -> tuple[int, bool]:
+    """Execute one folder's items in batches; returns the last batch number and whether
+    a batch the server refused was settled from the server (its rest needs another pass)."""
     status = _select_for_plan(server, folder)
     if status is None:
         _skip(store, [i.id for i in items], f"folder {folder!r} no longer exists", now)
-        return first_batch
+        return first_batch, False
     stale = [i.id for i in items if i.uidvalidity != status.uidvalidity]
     if stale:
         # why: a new UIDVALIDITY means every planned UID may now name a different message
@@ -254,7 +266,31 @@ def _execute_folder(
             if index + 1 < len(batches):
                 facts = journal.submit(_indexed_rows, store, policy, account, batches[index + 1])
             if verified:
-                outcome = _send_batch(server, policy, verified)
+                try:
+                    outcome = _send_batch(server, policy, verified)
+                except ImapError as error:
+                    if "EXPUNGEISSUED" not in str(error):
+                        raise
+                    # why: a message of the batch was expunged by someone else after we
+                    # verified it; the server refused the whole command (RFC 5530). The
+                    # batch is in flight: settle it from the server as a resumed run would.
+                    if facts is not None:
+                        facts.result()  # no reader of the index left behind
+                    settled = _reconcile(
+                        store,
+                        server,
+                        policy,
+                        plan_id,
+                        ref,
+                        account,
+                        [item for item, _ in verified],
+                        actor=actor,
+                        now=now,
+                    )
+                    for what, count in settled.items():
+                        report.reconciled[what] = report.reconciled.get(what, 0) + count
+                    report.batches += 1
+                    return batch_number, True
                 recorded = journal.submit(
                     _record_batch,
                     store,
@@ -274,7 +310,7 @@ def _execute_folder(
                 progress.advanced(len(batch))
         if recorded is not None:
             recorded.result()
-    return batch_number
+    return batch_number, False
 
 
 def _indexed_rows(
