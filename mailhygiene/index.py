@@ -123,7 +123,7 @@ def choose_folders(server_folders: list[str], request: SyncRequest) -> list[str]
     return chosen
 
 
-BULK_LOAD = 10_000
+BULK_LOAD = 50_000
 """New messages in one folder from which a sync settles the table afterwards
 (``Store.settle_bulk_load``): the first sync of a mailbox, typically."""
 
