@@ -518,6 +518,9 @@ class ThrowawayDovecot:
             f"first_valid_uid = {self._uid}",
             "mail_fsync = never",
             "mail_max_userip_connections = 100",
+            # Indexing a 1M-message maildir on its first SELECT needs more than Dovecot's
+            # default 256 MB per process; the benchmark's largest size dropped connections.
+            "default_vsz_limit = 2G",
             "userdb {",
             "  driver = static",
             f"  args = uid=dovecot gid=dovecot home={root}/mail/%u",

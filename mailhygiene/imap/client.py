@@ -410,20 +410,23 @@ class ImapMailServer:
         items = "(UID FLAGS INTERNALDATE RFC822.SIZE " + ("MODSEQ " if self.condstore else "")
         items += _FETCH_HEADERS + ")"
         action = "fetch message headers"
-        batches = list(chunked_uid_sets(uids, max_uids=FETCH_BATCH))
-        if not batches:
+        batches = chunked_uid_sets(uids, max_uids=FETCH_BATCH)  # lazily: memory stays flat
+        current = next(batches, None)
+        if current is None:
             return
         # Pipelined (RFC 3501 §5.5): the next batch's FETCH is sent before this one is
         # handed over, so the server prepares it while the caller parses and stores.
         # A response left unread (the caller stopped early) is read and dropped by the
         # next command on this connection (``client``), so it stays in step.
-        tag = self._send_fetch(action, batches[0][1], items)
-        for number, (batch, _text) in enumerate(batches):
+        tag = self._send_fetch(action, current[1], items)
+        while current is not None:
             data = self._read_fetch(action, tag)
-            if number + 1 < len(batches):
-                tag = self._send_fetch(action, batches[number + 1][1], items)
+            following = next(batches, None)
+            if following is not None:
+                tag = self._send_fetch(action, following[1], items)
                 self._unread_fetch = (action, tag)
-            yield batch, data
+            yield current[0], data
+            current = following
 
     def _send_fetch(self, action: str, uid_set: str, items: str) -> bytes:
         """Send ``UID FETCH`` and return its tag; ``_read_fetch`` reads the response."""
