@@ -298,16 +298,8 @@ class ImapMailServer:
     def _settle_fetch(self) -> None:
         """Read and drop the response of a pipelined FETCH nobody read (its reader
         stopped early), so the next command reads its own response."""
-        assert self._client is not None
         assert self._unread_fetch is not None
-        action, tag = self._unread_fetch
-        self._unread_fetch = None
-        raw: imaplib.IMAP4 = self._client._imap
-        try:
-            with _translated(self.account, action, folder=self._selected):
-                _read_fetch_response(raw.file, tag)
-        finally:
-            raw.tagged_commands.pop(tag, None)
+        self._read_fetch(*self._unread_fetch)
 
     @property
     def _raw(self) -> imaplib.IMAP4:
