@@ -41,6 +41,7 @@ from mailhygiene.imap.headers import (
     _FETCH_MODSEQ,
     _FETCH_UID,
     INDEX_HEADER_FIELDS,
+    parse_identity_fetch,
     parse_index_fetch,
     split_flags,
 )
@@ -513,14 +514,8 @@ class ImapMailServer:
         found: dict[int, MessageIdentity] = {}
         for _batch, text in chunked_uid_sets(uids, max_uids=FETCH_BATCH):
             data = self._uid_fetch("check message identity", text, items)
-            for message in parse_index_fetch(data):
-                found[message.uid] = MessageIdentity(
-                    uid=message.uid,
-                    message_id=message.message_id,
-                    size=message.size,
-                    flags=message.flags,
-                    modseq=message.modseq,
-                )
+            for identity in parse_identity_fetch(data):
+                found[identity.uid] = identity
         return found
 
     def search_message_id(self, message_id: str) -> list[int]:

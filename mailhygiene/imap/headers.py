@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from mailhygiene.mailbox import IndexedMessage
+from mailhygiene.mailbox import IndexedMessage, MessageIdentity
 
 # The header fields the index keeps (RFC 5322 §3.6 plus threading and list headers).
 INDEX_HEADER_FIELDS: tuple[str, ...] = (
@@ -527,8 +528,46 @@ def split_flags(raw: bytes) -> tuple[str, ...]:
     return flags
 
 
+_Built = TypeVar("_Built")
+_Builder = Callable[[int, tuple[str, ...], datetime | None, int, int | None, bytes], _Built]
+
+# One plain ``Message-ID: <id>`` line and nothing that needs decoding: the id as the
+# general path (``build_from_fetch``) would find it, without the rest of its work.
+_PLAIN_MESSAGE_ID = re.compile(rb"(?i:message-id):[ \t]*<([!-;=?-~]+)>[ \t]*\r?\n(?:\r?\n)?")
+
+
+def identity_from_fetch(
+    uid: int,
+    flags: tuple[str, ...],
+    internal_date: datetime | None,
+    size: int,
+    modseq: int | None,
+    header_block: bytes,
+) -> MessageIdentity:
+    """``MessageIdentity`` from the identity FETCH items; the Message-ID is exactly what
+    ``build_from_fetch`` makes of the same header block (a property test checks this)."""
+    plain = _PLAIN_MESSAGE_ID.fullmatch(header_block)
+    if plain is not None and b"=?" not in header_block:
+        message_id = plain.group(1).decode("ascii").lower()
+    else:
+        message_id = build_from_fetch(
+            uid, flags, internal_date, size, modseq, header_block
+        ).message_id
+    return MessageIdentity(uid, message_id, size, flags, modseq)
+
+
+def parse_identity_fetch(data: list[Any]) -> list[MessageIdentity]:
+    """The identities in imaplib's data for one ``UID FETCH`` of the identity items."""
+    return parse_fetch(data, identity_from_fetch)
+
+
 def parse_index_fetch(data: list[Any]) -> list[IndexedMessage]:
-    """The messages in imaplib's data for one ``UID FETCH`` of the index items.
+    """The messages in imaplib's data for one ``UID FETCH`` of the index items."""
+    return parse_fetch(data, build_from_fetch)
+
+
+def parse_fetch(data: list[Any], build: _Builder[_Built]) -> list[_Built]:
+    """What ``build`` makes of each message in imaplib's data for one ``UID FETCH``.
 
     The data are ``(prefix, literal)`` tuples, each followed by the rest of its line.
     Untagged FETCH responses that carry no header item (unsolicited flag updates) are
@@ -536,8 +575,8 @@ def parse_index_fetch(data: list[Any]) -> list[IndexedMessage]:
     function of picklable data, so a worker process can parse what the connection's
     owner fetched (``ImapMailServer.fetch_index_raw``).
     """
-    usual_order, build = _USUAL_ORDER.search, build_from_fetch
-    messages: list[IndexedMessage] = []
+    usual_order = _USUAL_ORDER.search
+    messages: list[_Built] = []
     append = messages.append
     index, count = 0, len(data)
     while index < count:

@@ -3,9 +3,13 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailhygiene.imap.headers import (
+    build_from_fetch,
     build_indexed_message,
+    identity_from_fetch,
     message_ids,
     parse_addresses,
     parse_date_header,
@@ -112,3 +116,40 @@ def test_remembered_address_fields_replay_their_problems_for_every_message():
 def test_a_name_with_non_ascii_white_space_is_not_a_field():
     message = build(b"Sub\xc2\xa0ject: hidden\r\nSubject: shown\r\nMessage-ID: <1@x>\r\n")
     assert message.subject == "shown"
+
+
+_ID_PARTS = ["abc", "ABC", "=?utf-8?q?x?=", " ", "\t", "<", ">", "@", "é", "\r\n ", ".", "\x00"]
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    name=st.sampled_from(["Message-ID", "message-id", "MESSAGE-Id", "Message-Id "]),
+    parts=st.lists(st.sampled_from(_ID_PARTS), max_size=6),
+    brackets=st.booleans(),
+    ending=st.sampled_from(["\r\n\r\n", "\r\n", "\n\n", "", "\r\nX-Other: 1\r\n\r\n"]),
+    twice=st.booleans(),
+    encoding=st.sampled_from(["utf-8", "latin-1"]),
+)
+def test_the_identity_fetch_reads_the_message_id_the_index_stored(
+    name: str, parts: list[str], brackets: bool, ending: str, twice: bool, encoding: str
+) -> None:
+    """``purge execute`` compares the server's Message-ID with the index's: the identity
+    parser's shortcut must agree with the index parser on every header block."""
+    ident = "".join(parts)
+    value = f"<{ident}>" if brackets else ident
+    line = f"{name}: {value}{ending}"
+    block = (line * (2 if twice else 1)).encode(encoding, "replace")
+    indexed = build_from_fetch(7, ("\\Seen",), None, 512, 3, block)
+    identity = identity_from_fetch(7, ("\\Seen",), None, 512, 3, block)
+    assert identity.message_id == indexed.message_id
+    assert (identity.uid, identity.size, identity.flags, identity.modseq) == (
+        7,
+        512,
+        ("\\Seen",),
+        3,
+    )
+
+
+def test_a_plain_message_id_takes_the_shortcut() -> None:
+    block = b"Message-ID: <Abc.123@Example.SE>\r\n\r\n"
+    assert identity_from_fetch(1, (), None, 1, None, block).message_id == "abc.123@example.se"
