@@ -392,7 +392,7 @@ def kept_now_check(
 
 
 def _with_keywords(facts: MessageFacts, keywords: frozenset[str]) -> MessageFacts:
-    return replace(facts, keywords=keywords)
+    return facts if facts.keywords == keywords else replace(facts, keywords=keywords)
 
 
 @dataclass
