@@ -97,16 +97,21 @@ def hold_lookup(
     session: Session, *, account: str, zone: ZoneInfo
 ) -> Callable[[int], tuple[str, ...]]:
     """A function from message row id to the names of the active holds that cover it."""
+    held = held_rows(session, account=account, zone=zone)
+    if not held:
+        return _no_holds
+    return lambda row: held.get(row, ())
+
+
+def held_rows(session: Session, *, account: str, zone: ZoneInfo) -> dict[int, tuple[str, ...]]:
+    """Every message row of ``account`` an active hold covers, with the holds' names."""
     held: dict[int, list[str]] = {}
     for hold in hold_queries.list_holds(session, include_released=False):
         for row in search_queries.matching_rows(
             session, parse_query(hold.query), zone=zone, account=account
         ):
             held.setdefault(row, []).append(hold.name)
-    if not held:
-        return _no_holds
-    frozen = {row: tuple(sorted(names)) for row, names in held.items()}
-    return lambda row: frozen.get(row, ())
+    return {row: tuple(sorted(names)) for row, names in held.items()}
 
 
 def _no_holds(_row: int) -> tuple[str, ...]:

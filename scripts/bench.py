@@ -19,7 +19,9 @@ figure has its ratio to the floor measured in the same run at the same size:
 - initial sync (in a child process: its peak RSS, the indexing workers it starts
   included, is sampled from /proc), no-change resync (goal ≤ 0.3 s per 100k), resync
   after 1% new mail;
-- threading + case linking after sync; plan computation (goal ≤ 1 s per 100k);
+- threading + case linking after sync; the retention verdicts of the newly indexed mail
+  (computed once per message and policy version, by the first plan after a sync or a
+  change of rules.toml); plan computation (goal ≤ 1 s per 100k);
 - moving the mail older than 365 days to another folder: raw ``UID SEARCH BEFORE`` +
   ``UID MOVE`` (floor), mailhygiene's re-verified, journaled execution (goal ≤ 1.2×),
   and imapfilter doing the same move (when installed).
@@ -73,6 +75,7 @@ from mailhygiene.imap.client import FETCH_BATCH, ImapMailServer  # noqa: E402
 from mailhygiene.imap.headers import INDEX_HEADER_FIELDS  # noqa: E402
 from mailhygiene.index import SyncRequest, sync_account  # noqa: E402
 from mailhygiene.index_pipeline import PARALLEL_THRESHOLD  # noqa: E402
+from mailhygiene.policy import Policy  # noqa: E402
 from mailhygiene.store.session import Store, open_store  # noqa: E402
 
 T = TypeVar("T")
@@ -98,6 +101,7 @@ STEPS = (
     ("sync.nochange", "no-change resync"),
     ("sync.plus1", "resync after +1%"),
     ("link", "thread + case linking"),
+    ("verdicts", "retention verdicts of new mail"),
     ("plan", "plan computation"),
     ("move.floor", "floor: raw UID SEARCH + UID MOVE"),
     ("move.ours", "purge execute (move, re-verified)"),
@@ -110,6 +114,7 @@ PLOTTED = (
     "floor.parse",
     "sync.initial",
     "link",
+    "verdicts",
     "plan",
     "move.floor",
     "move.ours",
@@ -667,6 +672,18 @@ def measure_after_sync(bench: Bench, store: Store, account: str, kind: str, coun
             messages=count,
         )
     )
+    with bench.progress.running(f"retention verdicts [{kind}]"):
+        seconds, judged = timed(lambda: refresh_verdicts_of(store, policy, account))
+    bench.add(
+        Figure(
+            label("verdicts", kind),
+            seconds,
+            note=f"{judged:,} judged",
+            step="verdicts",
+            kind=kind,
+            messages=count,
+        )
+    )
     with bench.progress.running(f"plan computation [{kind}]"):
         seconds, computed = timed(
             lambda: compute_plan(store, policy, account=account, now=NOW, actor="bench")
@@ -686,6 +703,16 @@ def measure_after_sync(bench: Bench, store: Store, account: str, kind: str, coun
             messages=count,
         )
     )
+
+
+def refresh_verdicts_of(store: Store, policy: Policy, account: str) -> int:
+    """What the first plan after a sync does before planning: judge the new mail."""
+    from mailhygiene.retention import refresh_verdicts
+
+    with store.transaction() as session:
+        return refresh_verdicts(
+            session, policy, account=account, exclude_folders=(policy.quarantine_folder,)
+        )
 
 
 # =================================================================== the move figures
@@ -730,7 +757,7 @@ def raw_move(box: Mailbox) -> tuple[float, float, int]:
 
 def our_move(bench: Bench, box: Mailbox) -> tuple[float, int]:
     """Index, plan (default 365 d, no rules), approve, and time the execution only."""
-    from mailhygiene.policy import Duration, Policy
+    from mailhygiene.policy import Duration
     from mailhygiene.purge.approve import approve_plan
     from mailhygiene.purge.execute import execute_plan
     from mailhygiene.purge.plan import plan_purge

@@ -4,7 +4,7 @@
 ``Policy`` from ``rules.toml`` and the callers pass ``now``.
 """
 
-from mailhygiene.policy.decide import decide
+from mailhygiene.policy.decide import RetentionVerdict, decide, retention_verdict
 from mailhygiene.policy.durations import Duration, DurationUnit
 from mailhygiene.policy.model import (
     EXTEND_ONLY,
@@ -61,10 +61,12 @@ __all__ = [
     "ReasonKind",
     "RecipientMatcher",
     "RetentionRule",
+    "RetentionVerdict",
     "SenderMatcher",
     "SubjectMatcher",
     "Verdict",
     "decide",
     "is_imap_keyword",
     "load_zone",
+    "retention_verdict",
 ]

@@ -41,7 +41,7 @@ from mailhygiene.policy.model import (
     Verdict,
 )
 
-__all__ = ["decide"]
+__all__ = ["RetentionVerdict", "decide", "retention_verdict"]
 
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)  # sorts "indefinitely" after every date
 _BEYOND = "beyond the year 9999: kept"
@@ -86,6 +86,28 @@ def decide(facts: MessageFacts, policy: Policy, now: datetime) -> Verdict:
         deciding = next(f for f in findings if f.until is None or f.until > now)
     reasons = (deciding.reason, *(f.reason for f in findings if f is not deciding))
     return Verdict(action=action, keep_until=keep_until, reasons=reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionVerdict:
+    """What the retention rules alone (steps 4 and 5) say about a message.
+
+    For a message with no hold, no case link and no case keyword this *is* the decision:
+    ``decide`` purges it at ``now`` exactly when ``keep_until`` is not None and
+    ``now >= keep_until``, with ``reason`` deciding either way (a property test checks
+    this). It does not depend on ``now``, cases or holds, so it can be stored with the
+    message and reused until the policy's retention part (``Policy.retention_key``) or,
+    when a rule tests keywords, the message's flags change.
+    """
+
+    reason: Reason
+    keep_until: datetime | None
+
+
+def retention_verdict(facts: MessageFacts, policy: Policy) -> RetentionVerdict:
+    """The retention rules' verdict on ``facts``, ignoring holds and cases."""
+    winner = _retention(facts, policy, policy.zone)[0]
+    return RetentionVerdict(winner.reason, winner.until)
 
 
 def _holds(facts: MessageFacts) -> list[_Finding]:

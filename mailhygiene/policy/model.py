@@ -7,6 +7,7 @@ turns the two into a ``Verdict``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -268,10 +269,24 @@ class Policy:
     tombstone_keep: Duration = _YEARS_10  # how long proof of disposition is kept
     source_hash: str = ""  # sha256 of the rules file bytes; "" when built in code
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    retention_key: str = field(init=False, repr=False, compare=False)
+    retention_reads_keywords: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", load_zone(self.timezone))
         object.__setattr__(self, "purge_action", PurgeAction(self.purge_action))
+        # why: verdicts stored in the index (``mailhygiene.retention``) are valid for one
+        # retention part of the policy; a changed comment in rules.toml must not count,
+        # and a policy built in code (no source hash) must still be told apart.
+        retention_part = repr((self.timezone, self.default_keep, self.rules))
+        object.__setattr__(
+            self, "retention_key", hashlib.sha256(retention_part.encode()).hexdigest()
+        )
+        object.__setattr__(
+            self,
+            "retention_reads_keywords",
+            any(matcher.NAME == "keyword" for rule in self.rules for matcher in rule.matchers),
+        )
         if self.lock not in LOCK_MODES:
             raise ValueError(f"unknown lock {self.lock!r}; use {EXTEND_ONLY!r} or none")
         if self.auto_approve_limit < 0:

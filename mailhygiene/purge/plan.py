@@ -17,7 +17,7 @@ from typing import Any
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
 from mailhygiene.governance import admit_for_planning
-from mailhygiene.holds import hold_lookup
+from mailhygiene.holds import held_rows, hold_lookup
 from mailhygiene.policy import Action, Policy, PurgeAction, decide
 from mailhygiene.purge.model import (
     ItemAction,
@@ -27,9 +27,10 @@ from mailhygiene.purge.model import (
     content_hash,
     plan_ref,
 )
-from mailhygiene.store import facts_queries, purge_queries
+from mailhygiene.retention import refresh_verdicts, verdict_key
+from mailhygiene.store import facts_queries, purge_queries, retention_queries
 from mailhygiene.store.models import Plan
-from mailhygiene.store.session import Store
+from mailhygiene.store.session import Session, Store
 
 
 @dataclass
@@ -98,6 +99,61 @@ def planned_message(
     )
 
 
+class _Tally:
+    """The plan's items and the summary's totals, filled one message at a time."""
+
+    def __init__(self, action: ItemAction) -> None:
+        self.action = action
+        self.items: list[PlannedMessage] = []
+        self.by_folder: dict[str, list[int]] = {}  # name → [messages, bytes]
+        self.by_reason: dict[str, list[int]] = {}  # kind:name → [messages, bytes]
+        self.kept: Counter[str] = Counter()
+        self.undated = 0
+
+    def keep(self, kind: str) -> None:
+        self.kept[kind] += 1
+        if kind == "no_date":
+            self.undated += 1
+
+    def plan(self, item: PlannedMessage) -> None:
+        self.items.append(item)
+        size = item.size
+        folder_totals = self.by_folder.get(item.folder)
+        if folder_totals is None:
+            folder_totals = self.by_folder[item.folder] = [0, 0]
+        folder_totals[0] += 1
+        folder_totals[1] += size
+        reason_key = f"{item.reason_kind}:{item.reason_name}"
+        reason_totals = self.by_reason.get(reason_key)
+        if reason_totals is None:
+            reason_totals = self.by_reason[reason_key] = [0, 0]
+        reason_totals[0] += 1
+        reason_totals[1] += size
+
+    @staticmethod
+    def totals(counts: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+        return {
+            name: {"messages": messages, "bytes": size}
+            for name, (messages, size) in sorted(counts.items())
+        }
+
+    def judge(self, row: facts_queries.IndexedRow, policy: Policy, now: datetime) -> None:
+        verdict = decide(row.facts, policy, now)
+        deciding = verdict.reasons[0]
+        if verdict.action is not Action.PURGE:
+            self.keep(deciding.kind.value)
+            return
+        self.plan(
+            planned_message(
+                row,
+                self.action,
+                reason_kind=deciding.kind.value,
+                reason_name=deciding.name,
+                reason_detail=deciding.detail,
+            )
+        )
+
+
 def compute_plan(
     store: Store,
     policy: Policy,
@@ -108,50 +164,31 @@ def compute_plan(
     kind: PlanKind = PlanKind.PURGE,
     message_rows: Sequence[int] | None = None,
 ) -> PlanComputation:
-    """Evaluate every indexed message of ``account`` (or just ``message_rows``) at ``now``."""
+    """Evaluate every indexed message of ``account`` (or just ``message_rows``) at ``now``.
+
+    For the whole account, messages no hold or case touches are planned from their
+    stored retention verdicts (``mailhygiene.retention``, refreshed first) and only the
+    others are judged by ``decide``; ``message_rows`` are all judged by ``decide``. Both
+    give the same plan (``tests/integration/test_plan_verdicts.py``).
+    """
     action = ItemAction.MOVE if policy.purge_action is PurgeAction.MOVE else ItemAction.DELETE
-    items: list[PlannedMessage] = []
-    by_folder: dict[str, Counter[str]] = {}
-    by_reason: dict[str, Counter[str]] = {}
-    kept: Counter[str] = Counter()
-    undated = 0
+    tally = _Tally(action)
+    excluded = (policy.quarantine_folder,)
     with store.transaction() as session:
-        holds_for = hold_lookup(session, account=account, zone=policy.zone)
-        for row in facts_queries.iter_indexed(
-            session,
-            account=account,
-            holds_for=holds_for,
-            exclude_folders=(policy.quarantine_folder,),
-            message_rows=message_rows,
-        ):
-            verdict = decide(row.facts, policy, now)
-            deciding = verdict.reasons[0]
-            if verdict.action is not Action.PURGE:
-                kept[deciding.kind.value] += 1
-                if deciding.kind.value == "no_date":
-                    undated += 1
-                continue
-            items.append(
-                planned_message(
-                    row,
-                    action,
-                    reason_kind=deciding.kind.value,
-                    reason_name=deciding.name,
-                    reason_detail=deciding.detail,
-                )
-            )
-            size = row.facts.size
-            folder_totals = by_folder.get(row.folder)
-            if folder_totals is None:
-                folder_totals = by_folder[row.folder] = Counter()
-            folder_totals["messages"] += 1
-            folder_totals["bytes"] += size
-            reason_key = f"{deciding.kind.value}:{deciding.name}"
-            reason_totals = by_reason.get(reason_key)
-            if reason_totals is None:
-                reason_totals = by_reason[reason_key] = Counter()
-            reason_totals["messages"] += 1
-            reason_totals["bytes"] += size
+        if message_rows is not None:
+            holds_for = hold_lookup(session, account=account, zone=policy.zone)
+            for row in facts_queries.iter_indexed(
+                session,
+                account=account,
+                holds_for=holds_for,
+                exclude_folders=excluded,
+                message_rows=message_rows,
+            ):
+                tally.judge(row, policy, now)
+        else:
+            _plan_from_verdicts(session, policy, tally, account=account, now=now)
+    tally.items.sort(key=lambda item: item.message_row)
+    items = tally.items
     digest = content_hash(kind=kind, account=account, policy_hash=policy.source_hash, items=items)
     summary = PlanSummary(
         ref=None,
@@ -166,12 +203,45 @@ def compute_plan(
         total_bytes=sum(item.size for item in items),
         content_hash=digest,
         policy_hash=policy.source_hash,
-        by_folder={name: dict(totals) for name, totals in sorted(by_folder.items())},
-        by_reason={name: dict(totals) for name, totals in sorted(by_reason.items())},
-        kept=dict(sorted(kept.items())),
-        undated=undated,
+        by_folder=tally.totals(tally.by_folder),
+        by_reason=tally.totals(tally.by_reason),
+        kept=dict(sorted(tally.kept.items())),
+        undated=tally.undated,
     )
     return PlanComputation(items=items, summary=summary)
+
+
+def _plan_from_verdicts(
+    session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
+) -> None:
+    excluded = (policy.quarantine_folder,)
+    refresh_verdicts(session, policy, account=account, exclude_folders=excluded)
+    key = verdict_key(policy)
+    held = held_rows(session, account=account, zone=policy.zone)
+    judged = set(held) | retention_queries.case_touched_rows(
+        session, account, case_keyword=policy.case_keyword, exclude_folders=excluded
+    )
+    if judged:
+        for row in facts_queries.iter_indexed(
+            session,
+            account=account,
+            holds_for=lambda row_id: held.get(row_id, ()),
+            exclude_folders=excluded,
+            message_rows=sorted(judged),
+        ):
+            tally.judge(row, policy, now)
+    action = tally.action
+    plan = tally.plan
+    for due in retention_queries.purgeable(
+        session, account, key, exclude_folders=excluded, now=now
+    ):
+        if due[0] not in judged:
+            plan(PlannedMessage(*due[:7], action, *due[7:]))
+    for row_id, verdict_kind in retention_queries.kept(
+        session, account, key, exclude_folders=excluded, now=now
+    ):
+        if row_id not in judged:
+            tally.keep(verdict_kind)
 
 
 def plan_purge(

@@ -408,9 +408,9 @@ def flagged_messages(session: Session, account: str, keyword: str) -> list[Flagg
         .join(Account, Account.id == Folder.account_id)
         .where(
             Account.name == account,
-            _contains(Message.flags, keyword, ascii_only=_is_sqlite(session)),
+            contains_ignoring_case(Message.flags, keyword, ascii_only=_is_sqlite(session)),
             or_(
-                _contains(" " + Message.flags, " " + keyword + "_"),
+                contains_ignoring_case(" " + Message.flags, " " + keyword + "_"),
                 and_(_has_word(Message.flags, keyword), unlinked_thread),
             ),
         )
@@ -523,7 +523,7 @@ def threads_mentioning(session: Session, text: str) -> dict[str, list[str]]:
     """Threads with a message whose subject contains ``text`` (case-insensitive)."""
     rows = session.execute(
         select(Message.thread_id, Message.subject).where(
-            Message.thread_id.is_not(None), _contains(Message.subject, text)
+            Message.thread_id.is_not(None), contains_ignoring_case(Message.subject, text)
         )
     )
     found: dict[str, list[str]] = {}
@@ -695,7 +695,9 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def _contains(column: Any, text: str, *, ascii_only: bool = False) -> ColumnElement[bool]:
+def contains_ignoring_case(
+    column: Any, text: str, *, ascii_only: bool = False
+) -> ColumnElement[bool]:
     """``column`` contains ``text``, case-insensitively.
 
     ``ascii_only`` (SQLite, ASCII ``text`` such as a keyword): plain ``LIKE``, which

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from mailhygiene.errors import NotFoundError
@@ -28,6 +28,7 @@ class IndexedRow:
     uid: int
     message_id: str
     thread_id: str | None
+    flags: str  # as stored: the IMAP flags and keywords, space-separated
     facts: MessageFacts
 
 
@@ -89,20 +90,9 @@ class _StoredHeaders(Mapping[str, str]):
 _NO_HEADERS: Mapping[str, str] = {}
 
 
-def iter_indexed(
-    session: Session,
-    *,
-    account: str,
-    holds_for: HoldLookup,
-    exclude_folders: Sequence[str] = (),
-    only_folders: Sequence[str] = (),
-    message_rows: Sequence[int] | None = None,
-    cases: Mapping[str, tuple[CaseLink, ...]] | None = None,
-) -> Iterator[IndexedRow]:
-    """Stream the account's indexed messages as ``IndexedRow`` (policy facts included)."""
-    if cases is None:
-        cases = case_links_by_thread(session)
-    query = (
+def indexed_select(account: str) -> Select[*tuple[Any, ...]]:
+    """The account's messages with every column ``indexed_rows`` reads, in row order."""
+    return (
         select(
             Message.id,
             Message.folder_id,
@@ -126,6 +116,22 @@ def iter_indexed(
         .where(Account.name == account)
         .order_by(Message.id)
     )
+
+
+def iter_indexed(
+    session: Session,
+    *,
+    account: str,
+    holds_for: HoldLookup,
+    exclude_folders: Sequence[str] = (),
+    only_folders: Sequence[str] = (),
+    message_rows: Sequence[int] | None = None,
+    cases: Mapping[str, tuple[CaseLink, ...]] | None = None,
+) -> Iterator[IndexedRow]:
+    """Stream the account's indexed messages as ``IndexedRow`` (policy facts included)."""
+    if cases is None:
+        cases = case_links_by_thread(session)
+    query = indexed_select(account)
     if exclude_folders:
         query = query.where(Folder.name.not_in(list(exclude_folders)))
     if only_folders:
@@ -135,54 +141,72 @@ def iter_indexed(
         queries = [query.where(Message.id.in_(chunk)) for chunk in chunks]
     else:
         queries = [query]
-    no_cases: tuple[CaseLink, ...] = ()
     for one_query in queries:
-        result = session.execute(one_query.execution_options(yield_per=_ROWS_PER_FETCH))
-        for row in result:
-            (
-                row_id,
-                folder_id,
-                folder,
-                uidvalidity,
-                uid,
-                message_id,
-                thread_id,
-                internal_date,
-                date_header,
-                size,
-                from_addr,
-                to_addrs,
-                cc_addrs,
-                subject,
-                extra,
-                flags,
-            ) = row
-            facts = MessageFacts(
-                message_key=row_id,
-                account=account,
-                folder=folder,
-                internal_date=internal_date,
-                date_header=date_header,
-                size=size,
-                from_addr=from_addr,
-                to_addrs=tuple(to_addrs.split()),
-                cc_addrs=tuple(cc_addrs.split()),
-                subject=subject,
-                headers=_StoredHeaders(extra) if extra and extra != "{}" else _NO_HEADERS,
-                keywords=frozenset(flags.split()),
-                cases=cases.get(thread_id, no_cases) if thread_id else no_cases,
-                holds=holds_for(row_id),
-            )
-            yield IndexedRow(
-                message_row=row_id,
-                folder_id=folder_id,
-                folder=folder,
-                uidvalidity=uidvalidity or 0,
-                uid=uid,
-                message_id=message_id,
-                thread_id=thread_id,
-                facts=facts,
-            )
+        yield from indexed_rows(
+            session, one_query, account=account, cases=cases, holds_for=holds_for
+        )
+
+
+def indexed_rows(
+    session: Session,
+    query: Select[*tuple[Any, ...]],
+    *,
+    account: str,
+    cases: Mapping[str, tuple[CaseLink, ...]],
+    holds_for: HoldLookup,
+) -> Iterator[IndexedRow]:
+    """Run ``query`` (``indexed_select``, narrowed by the caller) as ``IndexedRow``s."""
+    no_cases: tuple[CaseLink, ...] = ()
+    session.flush()
+    # why: Core rows on the session's connection, not ORM rows: the ORM's per-row
+    # loading costs more than deciding about the message (``scripts/bench.py``).
+    result = session.connection().execute(query.execution_options(yield_per=_ROWS_PER_FETCH))
+    for row in result:
+        (
+            row_id,
+            folder_id,
+            folder,
+            uidvalidity,
+            uid,
+            message_id,
+            thread_id,
+            internal_date,
+            date_header,
+            size,
+            from_addr,
+            to_addrs,
+            cc_addrs,
+            subject,
+            extra,
+            flags,
+        ) = row
+        facts = MessageFacts(
+            message_key=row_id,
+            account=account,
+            folder=folder,
+            internal_date=internal_date,
+            date_header=date_header,
+            size=size,
+            from_addr=from_addr,
+            to_addrs=tuple(to_addrs.split()),
+            cc_addrs=tuple(cc_addrs.split()),
+            subject=subject,
+            headers=_StoredHeaders(extra) if extra and extra != "{}" else _NO_HEADERS,
+            keywords=frozenset(flags.split()),
+            cases=cases.get(thread_id, no_cases) if thread_id else no_cases,
+            holds=holds_for(row_id),
+        )
+        yield IndexedRow(
+            message_row=row_id,
+            folder_id=folder_id,
+            folder=folder,
+            uidvalidity=uidvalidity or 0,
+            uid=uid,
+            message_id=message_id,
+            thread_id=thread_id,
+            flags=flags,
+            facts=facts,
+        )
 
 
 def account_of(session: Session, row_id: int) -> str:

@@ -131,6 +131,28 @@ class Message(Base):
     indexed_at: Mapped[datetime]
 
 
+class StoredVerdict(Base):
+    """The retention rules' verdict on one message under one policy (``policy_key``).
+
+    Derived data, written by ``mailhygiene.retention``: planning reads it instead of
+    judging every message again. ``flags`` are the flags it was computed with when the
+    policy has keyword conditions ("" otherwise); a verdict whose key or flags no longer
+    match is stale and recomputed before it is used.
+    """
+
+    __tablename__ = "retention_verdicts"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy_key: Mapped[str] = mapped_column(String(64))
+    flags: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    keep_until: Mapped[datetime | None]
+    detail: Mapped[str] = mapped_column(Text)
+
+
 class Case(Base):
     """A complaint case (reklamationsärende); its threads are kept while it is handled."""
 

@@ -134,6 +134,7 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
         "sync.nochange",
         "sync.plus1",
         "link",
+        "verdicts",
         "plan",
     }
     assert {f["messages"] for f in figures} == {2000}

@@ -33,6 +33,7 @@ from mailhygiene.policy import (
     SubjectMatcher,
     Verdict,
     decide,
+    retention_verdict,
 )
 
 EXAMPLES = settings(max_examples=200, deadline=None, database=None)
@@ -304,3 +305,45 @@ def test_once_a_rule_matches_adding_another_never_lets_mail_go_sooner(
     extra = RetentionRule("extra", keep, anchor, (matcher,))
     after = decide(facts, dataclasses.replace(policy, rules=(*policy.rules, extra)), now)
     assert later_or_same(after.keep_until, before.keep_until)
+
+
+untouched = message_facts.map(
+    lambda f: dataclasses.replace(
+        f,
+        cases=(),
+        holds=(),
+        keywords=frozenset(k for k in f.keywords if "reklamation" not in k.casefold()),
+    )
+)
+
+
+@given(untouched, policies, instants)
+def test_the_stored_retention_verdict_is_the_decision_for_untouched_mail(
+    facts: MessageFacts, policy: Policy, now: datetime
+) -> None:
+    """What planning relies on (``mailhygiene.retention``): without a hold, a case link or
+    a case keyword, ``retention_verdict`` (computed once, without ``now``) gives exactly
+    the action, the deciding reason and the end date ``decide`` gives at any ``now``."""
+    stored = retention_verdict(facts, policy)
+    verdict = decide(facts, policy, now)
+    purgeable = stored.keep_until is not None and now >= stored.keep_until
+    assert verdict.action is (Action.PURGE if purgeable else Action.KEEP)
+    assert verdict.reasons[0] == stored.reason
+    assert verdict.keep_until == stored.keep_until
+
+
+@given(policies, policies)
+def test_the_retention_key_tells_policies_apart_by_their_retention_part(
+    one: Policy, other: Policy
+) -> None:
+    same_retention = (one.timezone, one.default_keep, one.rules) == (
+        other.timezone,
+        other.default_keep,
+        other.rules,
+    )
+    assert (one.retention_key == other.retention_key) is same_retention
+    unrelated = dataclasses.replace(one, case_keep_after_close=other.case_keep_after_close)
+    assert unrelated.retention_key == one.retention_key
+    assert one.retention_reads_keywords is any(
+        isinstance(matcher, KeywordMatcher) for rule in one.rules for matcher in rule.matchers
+    )

@@ -1,0 +1,73 @@
+"""Retention verdicts kept in the index, so that planning is a query rather than a
+judgement of every message.
+
+``policy.retention_verdict`` depends only on a message's own facts and on the retention
+part of the policy, so it is computed once per message and policy version and stored
+(``retention_verdicts``): after a sync only the new mail is judged, after a change of
+``rules.toml`` everything once. Holds, cases and case keywords change on their own clock;
+the few messages they touch are judged in full by ``policy.decide`` every time
+(``purge.plan``). The purge itself never trusts a stored verdict: ``purge.execute``
+decides again, message by message, from fresh facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mailhygiene.policy import Policy, retention_verdict
+from mailhygiene.store import facts_queries, retention_queries
+from mailhygiene.store.session import Session
+
+__all__ = ["refresh_verdicts", "verdict_key"]
+
+_BATCH = 5000
+
+
+def verdict_key(policy: Policy) -> retention_queries.VerdictKey:
+    """Which stored verdicts hold under ``policy``."""
+    return retention_queries.VerdictKey(policy.retention_key, policy.retention_reads_keywords)
+
+
+def refresh_verdicts(
+    session: Session, policy: Policy, *, account: str, exclude_folders: Sequence[str] = ()
+) -> int:
+    """Compute and store the verdict of every message of ``account`` that lacks a current
+    one; returns how many were computed."""
+    key = verdict_key(policy)
+    computed = 0
+    after = 0
+    while True:
+        query = retention_queries.stale_select(
+            account, key, exclude_folders=exclude_folders, after=after, limit=_BATCH
+        )
+        # A whole batch is read before any is written: never write under an open cursor.
+        batch = list(
+            facts_queries.indexed_rows(
+                session, query, account=account, cases={}, holds_for=_no_holds
+            )
+        )
+        if not batch:
+            return computed
+        rows: list[dict[str, Any]] = []
+        for row in batch:
+            verdict = retention_verdict(row.facts, policy)
+            reason = verdict.reason
+            rows.append(
+                {
+                    "message_id": row.message_row,
+                    "policy_key": key.policy_key,
+                    "flags": row.flags if key.compare_flags else "",
+                    "kind": reason.kind.value,
+                    "name": reason.name,
+                    "keep_until": verdict.keep_until,
+                    "detail": reason.detail,
+                }
+            )
+        retention_queries.save_verdicts(session, rows)
+        computed += len(rows)
+        after = batch[-1].message_row
+
+
+def _no_holds(_row: int) -> tuple[str, ...]:
+    return ()

@@ -1,0 +1,265 @@
+"""Planning from stored retention verdicts gives the very plan ``decide`` gives.
+
+``compute_plan`` over a whole account plans untouched mail from ``retention_verdicts``
+and judges only what a hold or a case touches; ``compute_plan(message_rows=...)`` judges
+every message with ``decide``. On a mixed mailbox (rules by subject, folder and keyword;
+undated mail; open, closed and unlinked cases; plain and per-case keywords in any
+spelling; a hold; quarantine) both must agree item for item and total for total, and go
+on agreeing when flags, the policy, holds and cases change, and after messages leave.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import astuple, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from mailhygiene.holds import place_hold, release_hold
+from mailhygiene.mailbox import IndexedMessage
+from mailhygiene.policy import (
+    Anchor,
+    Duration,
+    DurationUnit,
+    FolderMatcher,
+    KeywordMatcher,
+    Policy,
+    RetentionRule,
+    SubjectMatcher,
+)
+from mailhygiene.purge.plan import PlanComputation, compute_plan
+from mailhygiene.store import index_queries
+from mailhygiene.store.models import Case, CaseThread, Message, StoredVerdict
+from mailhygiene.store.session import Store
+from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
+
+ACCOUNT = "info@promix.se"
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+FOLDERS = ("INBOX", "INBOX/Ekonomi", "Nyhetsbrev", "Quarantine")
+FLAG_CHOICES = (
+    (),
+    ("\\Seen",),
+    ("\\Seen", "$Faktura"),
+    ("$Reklamation",),
+    ("$REKLAMATION", "\\Seen"),
+    ("$Reklamation_REK-2026-0001",),
+    ("$reklamation_rek-2026-0002",),
+    ("$Reklamation_REK-2026-0099",),
+    ("$Reklamationer",),
+)
+SENDERS = ("kund@example.se", "tvist@motpart.se", *["news@list.se"] * 4)
+SUBJECTS = ("Faktura 1234", "Hej", "Veckobrev", "Ditt kvitto", "Re: REK-2026-0001")
+
+
+def years(count: int) -> Duration:
+    return Duration(count, DurationUnit.YEARS)
+
+
+def days(count: int) -> Duration:
+    return Duration(count, DurationUnit.DAYS)
+
+
+POLICY = Policy(
+    default_keep=days(180),
+    rules=(
+        RetentionRule(
+            "bookkeeping", years(7), Anchor.END_OF_YEAR, (SubjectMatcher(("faktura", "kvitto")),)
+        ),
+        RetentionRule("newsletters", days(30), Anchor.RECEIVED, (FolderMatcher(("Nyhetsbrev",)),)),
+        RetentionRule(
+            "marked-invoices", years(10), Anchor.RECEIVED, (KeywordMatcher(("$Faktura",)),)
+        ),
+    ),
+    case_keep_after_close=days(90),
+)
+
+
+def _messages(rng: random.Random, first_uid: int, count: int) -> list[IndexedMessage]:
+    messages = []
+    for uid in range(first_uid, first_uid + count):
+        when: datetime | None = NOW - timedelta(days=rng.uniform(0, 9 * 365))
+        date_header = when
+        if rng.random() < 0.05:
+            when = None
+            date_header = None if rng.random() < 0.5 else NOW - timedelta(days=400)
+        messages.append(
+            IndexedMessage(
+                uid=uid,
+                flags=rng.choice(FLAG_CHOICES) if rng.random() < 0.3 else ("\\Seen",),
+                internal_date=when,
+                size=rng.randint(100, 90_000),
+                modseq=None,
+                message_id=f"<m{uid}-{rng.random()}@test>",
+                in_reply_to="",
+                references=(),
+                thread_index="",
+                thread_topic="",
+                subject=rng.choice(SUBJECTS),
+                from_addr=rng.choice(
+                    ("kund@example.se", "tvist@motpart.se", *["news@list.se"] * 4)
+                ),
+                from_name="",
+                to_addrs=("info@promix.se",),
+                cc_addrs=(),
+                reply_to=(),
+                date_header=date_header,
+                date_raw=None,
+            )
+        )
+    return messages
+
+
+@pytest.fixture
+def mailbox(store: Store) -> Store:
+    """600 messages over four folders; threads t0..t9; four cases; one hold."""
+    rng = random.Random(20261123)
+    with store.transaction() as session:
+        account_id = index_queries.ensure_account(session, ACCOUNT, "127.0.0.1", "u", NOW)
+        for number, folder in enumerate(FOLDERS):
+            state = index_queries.ensure_folder(session, account_id, folder)
+            index_queries.reset_folder(session, state.id, 7)
+            index_queries.insert_messages(
+                session, state.id, _messages(rng, 1 + number * 1000, 150), NOW
+            )
+        ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+        for row_id in ids:
+            if rng.random() < 0.3:
+                session.execute(
+                    update(Message)
+                    .where(Message.id == row_id)
+                    .values(thread_id=f"t{rng.randrange(10)}")
+                )
+        cases = [
+            ("REK-2026-0001", "open", None, "t1", None),
+            ("REK-2026-0002", "closed", NOW - timedelta(days=20), "t2", None),
+            ("REK-2026-0003", "closed", NOW - timedelta(days=900), "t3", None),
+            ("REK-2026-0004", "closed", None, "t4", None),
+            ("REK-2026-0005", "open", None, "t5", NOW - timedelta(days=1)),  # unlinked
+        ]
+        for ref, status, closed_at, thread, unlinked_at in cases:
+            case = Case(
+                ref=ref,
+                status=status,
+                created_how="manual",
+                opened_at=NOW - timedelta(days=1000),
+                opened_by="test",
+                closed_at=closed_at,
+            )
+            session.add(case)
+            session.flush()
+            session.add(
+                CaseThread(
+                    case_id=case.id,
+                    thread_id=thread,
+                    how="manual",
+                    linked_at=NOW - timedelta(days=999),
+                    linked_by="test",
+                    unlinked_at=unlinked_at,
+                )
+            )
+    place_hold(
+        store, name="tvist", query="from:tvist@motpart.se", reason="dispute", actor="t", now=NOW
+    )
+    return store
+
+
+def _all_rows(store: Store) -> list[int]:
+    with store.transaction() as session:
+        return list(session.scalars(select(Message.id).order_by(Message.id)))
+
+
+def _both(store: Store, policy: Policy, now: datetime) -> tuple[PlanComputation, PlanComputation]:
+    fast = compute_plan(store, policy, account=ACCOUNT, now=now, actor="t")
+    judged = compute_plan(
+        store, policy, account=ACCOUNT, now=now, actor="t", message_rows=_all_rows(store)
+    )
+    return fast, judged
+
+
+def assert_same_plan(store: Store, policy: Policy, now: datetime) -> PlanComputation:
+    fast, judged = _both(store, policy, now)
+    assert [astuple(item) for item in fast.items] == [astuple(item) for item in judged.items]
+    for name in ("item_count", "total_bytes", "content_hash", "by_folder", "by_reason"):
+        assert getattr(fast.summary, name) == getattr(judged.summary, name), name
+    assert fast.summary.kept == judged.summary.kept
+    assert fast.summary.undated == judged.summary.undated
+    return fast
+
+
+def _verdict_count(store: Store) -> int:
+    with store.transaction() as session:
+        return session.scalar(select(func.count()).select_from(StoredVerdict)) or 0
+
+
+def test_the_plan_from_stored_verdicts_is_the_plan_decide_makes(mailbox: Store) -> None:
+    fast = assert_same_plan(mailbox, POLICY, NOW)
+    summary = fast.summary
+    assert summary.item_count > 100
+    assert {"hold", "case_open", "case_keyword", "case_closed", "rule", "no_date"} <= set(
+        summary.kept
+    )
+    with mailbox.transaction() as session:
+        old_case = set(session.scalars(select(Message.id).where(Message.thread_id == "t3")))
+    assert old_case & {item.message_row for item in fast.items}  # its period is over
+    assert "Quarantine" not in summary.by_folder
+    assert _verdict_count(mailbox) == 450  # every message outside quarantine, once
+    for later in (NOW + timedelta(days=40), NOW + timedelta(days=3000), NOW - timedelta(days=2000)):
+        assert_same_plan(mailbox, POLICY, later)
+
+
+def test_changed_flags_and_policy_are_judged_afresh(mailbox: Store) -> None:
+    assert_same_plan(mailbox, POLICY, NOW)
+    with mailbox.transaction() as session:
+        old = session.scalars(select(Message.id).where(Message.flags == "").limit(30)).all()
+        session.execute(update(Message).where(Message.id.in_(old)).values(flags="$Faktura"))
+        marked = session.scalars(select(Message.id).where(Message.flags == "\\Seen").limit(5))
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(list(marked)))
+            .values(flags="\\Seen $Reklamation_REK-2026-0077")
+        )
+    assert_same_plan(mailbox, POLICY, NOW)
+    shorter = replace(POLICY, default_keep=days(30))
+    assert shorter.retention_key != POLICY.retention_key
+    assert_same_plan(mailbox, shorter, NOW)
+    assert_same_plan(mailbox, POLICY, NOW)  # and back: recomputed again, not mixed up
+    unrelated = replace(POLICY, case_keep_after_close=days(400))
+    assert unrelated.retention_key == POLICY.retention_key
+    assert_same_plan(mailbox, unrelated, NOW)
+
+
+def test_holds_and_cases_changed_since_the_last_plan_count(mailbox: Store) -> None:
+    assert_same_plan(mailbox, POLICY, NOW)
+    release_hold(mailbox, name="tvist", actor="t", now=NOW)
+    place_hold(mailbox, name="kund", query="from:kund@example.se", reason="r", actor="t", now=NOW)
+    with mailbox.transaction() as session:
+        session.execute(update(Case).where(Case.ref == "REK-2026-0001").values(status="closed"))
+        session.execute(
+            update(Case)
+            .where(Case.ref == "REK-2026-0001")
+            .values(closed_at=NOW - timedelta(days=10))
+        )
+        session.execute(
+            update(CaseThread).where(CaseThread.thread_id == "t5").values(unlinked_at=None)
+        )
+    assert_same_plan(mailbox, POLICY, NOW)
+
+
+def test_verdicts_leave_with_their_messages_and_new_mail_gets_one(mailbox: Store) -> None:
+    assert_same_plan(mailbox, POLICY, NOW)
+    with mailbox.transaction() as session:
+        gone = session.scalars(select(Message.id).order_by(Message.id.desc()).limit(200)).all()
+        session.execute(delete(Message).where(Message.id.in_(list(gone))))
+    with mailbox.transaction() as session:
+        remaining = session.scalar(select(func.count()).select_from(Message)) or 0
+    assert _verdict_count(mailbox) <= remaining
+    with mailbox.transaction() as session:
+        account_id = index_queries.ensure_account(session, ACCOUNT, "127.0.0.1", "u", NOW)
+        inbox = index_queries.ensure_folder(session, account_id, "INBOX")
+        # New rows may reuse the deleted rows' ids on SQLite: no stale verdict may apply.
+        index_queries.insert_messages(
+            session, inbox.id, _messages(random.Random(7), 5000, 120), NOW
+        )
+    assert_same_plan(mailbox, POLICY, NOW)
