@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Queue
@@ -28,6 +28,7 @@ from typing import Protocol
 
 from mailhygiene.errors import FolderError
 from mailhygiene.imap.protocol import MailServer
+from mailhygiene.imap.wire import AscendingUids
 from mailhygiene.index_pipeline import (
     BatchOutcome,
     Parallelism,
@@ -215,9 +216,11 @@ def _sync_folder(
             with store.transaction() as session:
                 result.flags_changed = q.apply_flag_updates(session, state.id, updates)
 
-    new_uids: list[int] = []
+    # Ascending, no duplicates, 8 bytes per UID: a first sync of a large folder holds
+    # it for the whole fetch, so never a list (or set) of ints.
+    new_uids: Sequence[int] = ()
     if status.uidnext > known_below and status.exists:
-        new_uids = server.search_uids(known_below)
+        new_uids = server.search_uid_array(known_below)
     progress.folder_started(folder, len(new_uids))
     source = parallel_source(store, server, len(new_uids), parallel) if new_uids else None
     if source is not None:
@@ -232,9 +235,14 @@ def _sync_folder(
     # Expunge detection: old UIDs can only disappear, so equal counts mean nothing vanished.
     new_below_uidnext = sum(1 for uid in new_uids if uid < status.uidnext)
     if known_count and status.exists != known_count + new_below_uidnext:
-        on_server = flag_scan_uids if flag_scan_uids is not None else set(server.search_uids(1))
+        on_server: Container[int]
+        if flag_scan_uids is not None:
+            on_server = flag_scan_uids
+        else:
+            on_server = AscendingUids(server.search_uid_array(1))
         with store.transaction() as session:
-            gone = q.stored_uids(session, state.id, below=known_below) - on_server
+            stored = q.stored_uids(session, state.id, below=known_below)
+            gone = {uid for uid in stored if uid not in on_server}
             result.expunged = q.delete_uids(session, state.id, gone)
 
     with store.transaction() as session:
@@ -243,7 +251,8 @@ def _sync_folder(
             # the highest one the server had then was in new_uids if it still existed.
             highest = max(status.uidnext - 1, max(new_uids, default=0))
             stale = q.stored_uids_between(session, state.id, known_below, highest)
-            q.delete_uids(session, state.id, stale - set(new_uids))
+            fetched = AscendingUids(new_uids)
+            q.delete_uids(session, state.id, {uid for uid in stale if uid not in fetched})
         q.set_folder_position(
             session,
             state.id,
@@ -305,7 +314,7 @@ def _fetch_new(
     store: Store,
     server: MailServer,
     folder_id: int,
-    new_uids: list[int],
+    new_uids: Sequence[int],
     now: datetime,
     result: FolderSyncResult,
     progress: SyncProgress,
@@ -331,7 +340,7 @@ def _fetch_new_in_workers(
     store: Store,
     server: RawIndexSource,
     folder_id: int,
-    new_uids: list[int],
+    new_uids: Sequence[int],
     now: datetime,
     result: FolderSyncResult,
     progress: SyncProgress,

@@ -17,6 +17,7 @@ import imaplib
 import re
 import socket
 import ssl
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -45,10 +46,19 @@ from mailhygiene.imap.headers import (
     parse_index_fetch,
     split_flags,
 )
-from mailhygiene.imap.wire import chunked_uid_sets, keyword_atom, parse_uid_set, quote_mailbox
+from mailhygiene.imap.wire import (
+    chunked_uid_sets,
+    iter_uid_set,
+    keyword_atom,
+    parse_uid_set,
+    quote_mailbox,
+    sorted_unique_uids,
+    uid_array,
+)
 from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage, MessageIdentity
 
 _ESEARCH_ALL = re.compile(rb"\bALL ([\d:,]+)")
+_TOKEN = re.compile(rb"\S+")
 _FETCH_HEADERS = "BODY.PEEK[HEADER.FIELDS (" + " ".join(INDEX_HEADER_FIELDS) + ")]"
 
 FETCH_BATCH = 2000
@@ -345,8 +355,8 @@ class ImapMailServer:
         exists = int(info.get(b"EXISTS", 0))
         if uidnext is None:
             # RFC 3501 requires UIDNEXT, but a few servers omit it; derive it from the last UID.
-            uids = self.search_uids(1)
-            uidnext = (max(uids) + 1) if uids else 1
+            uids = self.search_uid_array(1)
+            uidnext = (uids[-1] + 1) if uids else 1
         return FolderStatus(
             name=folder,
             uidvalidity=int(info[b"UIDVALIDITY"]),
@@ -370,23 +380,35 @@ class ImapMailServer:
         return list(data)
 
     def search_uids(self, start: int = 1) -> list[int]:
-        """All UIDs ≥ ``start`` in the selected folder (ESEARCH when available)."""
+        """All UIDs ≥ ``start`` in the selected folder, ascending (ESEARCH when available)."""
+        return list(self.search_uid_array(start))
+
+    def search_uid_array(self, start: int = 1) -> array[int]:
+        """``search_uids`` as a compact array (8 bytes per UID), ascending, no duplicates.
+
+        The answer is expanded straight into the array, one UID at a time: no list of
+        tokens or of ints for the whole folder on the way. A server's answer normally
+        ascends already; when it does not, it is sorted and deduplicated here.
+        """
         action = "search the folder"
+        uids = uid_array()
+        # "n:*" always includes the highest UID, even below n (RFC 3501 §6.4.8).
         if "ESEARCH" in self.capabilities:
             self._uid_command(action, "SEARCH", "RETURN", "(ALL)", "UID", f"{start}:*")
             with _translated(self.account, action):
                 _typ, data = self._raw._untagged_response("OK", [None], "ESEARCH")
-            uids: list[int] = []
             for line in data:
                 if isinstance(line, bytes):
                     match = _ESEARCH_ALL.search(line)
                     if match:
-                        uids.extend(parse_uid_set(match.group(1).decode("ascii")))
+                        listed = iter_uid_set(match.group(1).decode("ascii"))
+                        uids.extend(uid for uid in listed if uid >= start)
         else:
-            data = self._uid_command(action, "SEARCH", "UID", f"{start}:*")
-            uids = [int(tok) for line in data if line for tok in line.split()]
-        # "n:*" always includes the highest UID, even below n (RFC 3501 §6.4.8).
-        return sorted(uid for uid in uids if uid >= start)
+            for line in self._uid_command(action, "SEARCH", "UID", f"{start}:*"):
+                if line:
+                    tokens = (int(token.group()) for token in _TOKEN.finditer(line))
+                    uids.extend(uid for uid in tokens if uid >= start)
+        return sorted_unique_uids(uids)
 
     def fetch_index(self, uids: Sequence[int]) -> Iterator[list[IndexedMessage]]:
         """Yield parsed index rows for ``uids`` in batches (memory stays flat)."""

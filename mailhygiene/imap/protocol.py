@@ -22,6 +22,11 @@ class MailServer(Protocol):
 
     def search_uids(self, start: int = 1) -> list[int]: ...
 
+    def search_uid_array(self, start: int = 1) -> Sequence[int]:
+        """``search_uids`` in compact form (``ImapMailServer``: an ``array``); ascending,
+        no duplicates."""
+        ...
+
     def fetch_index(self, uids: Sequence[int]) -> Iterator[list[IndexedMessage]]: ...
 
     def fetch_flags(

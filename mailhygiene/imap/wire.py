@@ -9,7 +9,11 @@ and so cannot inject a second command.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Container, Iterable, Iterator, Sequence
+from itertools import islice
+from operator import lt
 
 from imapclient import imap_utf7
 
@@ -18,6 +22,9 @@ from mailhygiene.errors import InputError
 # RFC 3501 §9: atom-specials are "(" ")" "{" SP CTL list-wildcards quoted-specials resp-specials.
 _ATOM_FORBIDDEN = re.compile(r'[\x00-\x20\x7f(){%*"\\\]]')
 _MAX_COMMAND_SET = 8000  # characters of one UID set; Dovecot's command line limit is 64 KB
+_SET_PART = re.compile(r"[^,]+")
+UID_TYPECODE = "Q"
+"""``array`` type of a compact UID list: 8 bytes per UID (a list of ints needs 36–40)."""
 
 
 def quote_mailbox(name: str) -> bytes:
@@ -56,25 +63,64 @@ def uid_set(uids: Iterable[int]) -> str:
 
 def parse_uid_set(text: str) -> list[int]:
     """Expand a sequence set (``"1:3,7"``) as returned by ESEARCH or COPYUID."""
-    uids: list[int] = []
-    for part in text.split(","):
-        if not part:
-            continue
+    return list(iter_uid_set(text))
+
+
+def iter_uid_set(text: str) -> Iterator[int]:
+    """The UIDs of a sequence set one by one, without expanding it into a list first."""
+    for found in _SET_PART.finditer(text):
+        part = found.group()
         if ":" in part:
             low, high = (int(x) for x in part.split(":", 1))
             if low > high:
                 low, high = high, low
-            uids.extend(range(low, high + 1))
+            yield from range(low, high + 1)
         else:
-            uids.append(int(part))
-    return uids
+            yield int(part)
+
+
+def uid_array(uids: Iterable[int] = ()) -> array[int]:
+    """UIDs in a compact ``array`` (8 bytes each), in the order given."""
+    return array(UID_TYPECODE, uids)
+
+
+def strictly_ascending(uids: Sequence[int]) -> bool:
+    """Whether ``uids`` ascend without duplicates (one pass, no copy)."""
+    return all(map(lt, uids, islice(uids, 1, None)))
+
+
+def sorted_unique_uids(uids: array[int]) -> array[int]:
+    """``uids`` ascending without duplicates: the array itself when it already is (as a
+    server's SEARCH answer normally is), else a sorted, deduplicated copy."""
+    if strictly_ascending(uids):
+        return uids
+    return uid_array(sorted(set(uids)))
+
+
+class AscendingUids(Container[int]):
+    """``in`` for ascending UIDs (an array, a sorted list) by binary search, so no set of
+    them needs to be built."""
+
+    def __init__(self, uids: Sequence[int]) -> None:
+        self._uids = uids
+
+    def __contains__(self, uid: object) -> bool:
+        if not isinstance(uid, int):
+            return False
+        at = bisect_left(self._uids, uid)
+        return at < len(self._uids) and self._uids[at] == uid
 
 
 def chunked_uid_sets(uids: Sequence[int], *, max_uids: int) -> Iterator[tuple[list[int], str]]:
-    """Split UIDs into batches of at most ``max_uids`` whose set stays under the line limit."""
-    ordered = sorted(set(uids))
+    """Split UIDs into batches of at most ``max_uids`` whose set stays under the line limit.
+
+    Batches ascend without duplicates. UIDs that already do (a ``search_uid_array``
+    answer, a ``sorted`` list) are sliced as they are, batch by batch (so do not change
+    them while iterating); anything else is sorted and deduplicated first, into a copy.
+    """
+    ordered: Sequence[int] = uids if strictly_ascending(uids) else sorted(set(uids))
     for start in range(0, len(ordered), max_uids):
-        batch = ordered[start : start + max_uids]
+        batch = list(ordered[start : start + max_uids])
         text = uid_set(batch)
         if len(text) <= _MAX_COMMAND_SET:
             yield batch, text

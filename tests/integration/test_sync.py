@@ -634,6 +634,25 @@ def test_a_pipelined_fetch_stopped_early_leaves_the_connection_in_step(
         assert [m.uid for batch in server.fetch_index(uids) for m in batch] == uids
 
 
+@pytest.mark.parametrize("esearch", [True, False], ids=["ESEARCH", "plain SEARCH"])
+def test_the_uid_search_gives_an_ascending_array_without_the_gaps(
+    mailbox: ImapAccount, esearch: bool
+) -> None:
+    uids = append(mailbox, "INBOX", *((plain(n), []) for n in range(9)))
+    with ImapMailServer(settings_for(mailbox), mailbox.password) as server:
+        server.select("INBOX", readonly=False)
+        server.delete([uids[2], uids[3], uids[6]])
+        if not esearch:  # the answer of a server without ESEARCH: "* SEARCH 1 2 5 ..."
+            server.capabilities = server.capabilities - {"ESEARCH"}
+        kept = [uid for n, uid in enumerate(uids) if n not in (2, 3, 6)]
+        found = server.search_uid_array()
+        assert found.typecode == "Q"
+        assert list(found) == server.search_uids() == kept
+        assert list(server.search_uid_array(uids[4])) == kept[2:]
+        # "n:*" names the highest UID even when n is above it; it is left out.
+        assert list(server.search_uid_array(uids[-1] + 5)) == []
+
+
 def test_settling_a_bulk_load_runs_outside_any_transaction_on_both_databases(
     store: Store, mailbox: ImapAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
