@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
@@ -57,6 +57,7 @@ from mailhygiene.imap.wire import (
 )
 from mailhygiene.mailbox import FlagUpdate, FolderStatus, IndexedMessage, MessageIdentity
 
+_T = TypeVar("_T")
 _ESEARCH_ALL = re.compile(rb"\bALL ([\d:,]+)")
 _TOKEN = re.compile(rb"\S+")
 _FETCH_HEADERS = "BODY.PEEK[HEADER.FIELDS (" + " ".join(INDEX_HEADER_FIELDS) + ")]"
@@ -179,6 +180,45 @@ def _read_fetch_response(stream: Any, tag: bytes) -> list[bytes | tuple[bytes, b
             line = head = _line(readline)
 
 
+_COPYUID = re.compile(rb"\[COPYUID ([^\]]*)\]")
+
+
+def _read_copyuid_codes(stream: Any, tag: bytes) -> list[bytes]:
+    """Read one command's responses up to its tagged completion, keeping only the
+    ``COPYUID`` codes (``v src dst``) of its untagged and tagged OK lines; the rest (one
+    EXPUNGE per moved message) is dropped unparsed. Failures are raised like
+    ``_read_fetch_response``'s."""
+    readline, read = stream.readline, stream.read
+    codes: list[bytes] = []
+    done = tag + b" "
+    while True:
+        line = _line(readline)
+        code = _COPYUID.search(line) if b"COPYUID" in line else None
+        if line.startswith(done):
+            status = line[len(done) :].rstrip(b"\r\n")
+            if not status.startswith(b"OK"):
+                raise imaplib.IMAP4.error(status.decode("utf-8", "replace"))
+            if code is not None:
+                codes.append(code.group(1))
+            return codes
+        if line.startswith(b"* BYE"):
+            raise imaplib.IMAP4.abort(line[2:].strip().decode("utf-8", "replace"))
+        if code is not None and line.startswith(b"* OK"):
+            codes.append(code.group(1))
+        while (literal := _LITERAL.search(line)) is not None:  # e.g. an unsolicited FETCH
+            size = int(literal.group(1))
+            if len(read(size)) < size:
+                raise imaplib.IMAP4.abort("the connection closed inside a response")
+            line = _line(readline)
+
+
+def _copyuid_pairs(code: bytes) -> Iterator[tuple[int, int]]:
+    """Source → destination UID pairs of one ``COPYUID`` code (``v src dst``)."""
+    parts = code.decode("ascii", "replace").split()
+    if len(parts) == 3:
+        yield from zip(parse_uid_set(parts[1]), parse_uid_set(parts[2]), strict=False)
+
+
 def _line(readline: Callable[[int], bytes]) -> bytes:
     line = readline(_MAX_LINE)
     if not line.endswith(b"\n"):
@@ -205,7 +245,9 @@ class ImapMailServer:
         self.capabilities: frozenset[str] = frozenset()
         self.condstore = False
         self._selected: str | None = None
-        self._unread_fetch: tuple[str, bytes] | None = None  # pipelined, see fetch_index_raw
+        # Pipelined commands whose responses nobody has read yet, oldest first (see
+        # fetch_index_raw and the pipelined purge commands): drained before any other.
+        self._unread: list[tuple[str, bytes]] = []
 
     # -- connection --------------------------------------------------------------------
     def __enter__(self) -> ImapMailServer:
@@ -289,7 +331,7 @@ class ImapMailServer:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        self._unread_fetch = None  # LOGOUT reads past it (imaplib keeps untagged data)
+        self._unread = []  # LOGOUT reads past them (imaplib keeps untagged data)
         if client is None:
             return
         try:
@@ -302,15 +344,18 @@ class ImapMailServer:
     def client(self) -> IMAPClient:
         if self._client is None:
             raise ImapError("not connected")
-        if self._unread_fetch is not None:
-            self._settle_fetch()
+        if self._unread:
+            self._settle_unread()
         return self._client
 
-    def _settle_fetch(self) -> None:
-        """Read and drop the response of a pipelined FETCH nobody read (its reader
-        stopped early), so the next command reads its own response."""
-        assert self._unread_fetch is not None
-        self._read_fetch(*self._unread_fetch)
+    def _settle_unread(self) -> None:
+        """Read and drop the responses of pipelined commands nobody read (their reader
+        stopped early or failed), so the next command reads its own response. A NO or
+        BAD among them is dropped too: whoever sent the command has given up on it."""
+        while self._unread:
+            action, tag = self._unread[0]
+            with suppress(ImapError):
+                self._read_tagged(action, tag, _read_fetch_response)
 
     @property
     def _raw(self) -> imaplib.IMAP4:
@@ -439,7 +484,7 @@ class ImapMailServer:
             following = next(batches, None)
             if following is not None:
                 tag = self._send_fetch(action, following[1], items)
-                self._unread_fetch = (action, tag)
+                self._unread.append((action, tag))
             yield current[0], data
             current = following
 
@@ -454,15 +499,37 @@ class ImapMailServer:
         return tag
 
     def _read_fetch(self, action: str, tag: bytes) -> list[Any]:
-        self._unread_fetch = None  # read now (or the connection is lost)
+        return self._read_tagged(action, tag, _read_fetch_response)
+
+    def _read_tagged(self, action: str, tag: bytes, reader: Callable[[Any, bytes], _T]) -> _T:
+        """Read the response of the pipelined command ``tag`` with ``reader``; the
+        commands sent before it must have been read (responses come in order)."""
+        if self._unread:
+            if self._unread[0][1] != tag and any(t == tag for _a, t in self._unread):
+                raise RuntimeError("pipelined responses must be read in the order sent")
+            if self._unread[0][1] == tag:
+                del self._unread[0]  # read now (or the connection is lost)
         if self._client is None:
             raise ImapError("not connected")
         raw: imaplib.IMAP4 = self._client._imap
         try:
             with _translated(self.account, action, folder=self._selected):
-                return _read_fetch_response(raw.file, tag)
+                return reader(raw.file, tag)
         finally:
             raw.tagged_commands.pop(tag, None)
+
+    def _send_uid(self, action: str, command: str, arguments: bytes) -> bytes:
+        """Send ``UID <command> <arguments>`` without reading its response; queued as
+        unread until ``_read_tagged`` reads it. Commands already unread stay so: this
+        one is pipelined behind them."""
+        if self._client is None:
+            raise ImapError("not connected")
+        raw: imaplib.IMAP4 = self._client._imap
+        with _translated(self.account, action, folder=self._selected):
+            tag: bytes = raw._new_tag()
+            raw.send(b"%s UID %s %s\r\n" % (tag, command.encode(), arguments))
+        self._unread.append((action, tag))
+        return tag
 
     def _uid_fetch(self, action: str, uid_set: str, items: str) -> list[Any]:
         """``UID FETCH`` with the response read straight off the connection.
@@ -539,6 +606,30 @@ class ImapMailServer:
             for identity in parse_identity_fetch(data):
                 found[identity.uid] = identity
         return found
+
+    def send_move(self, uids: Sequence[int], destination: str) -> Callable[[], dict[int, int]]:
+        """``move``, pipelined where the server has MOVE: ``UID MOVE`` is sent now, and
+        the function returned reads its outcome (source → destination UIDs from COPYUID)
+        after every command sent before it has been read. Without MOVE the whole
+        fallback runs now and the function returns its outcome."""
+        if "MOVE" not in self.capabilities:
+            mapping = self.move(uids, destination)
+            return lambda: mapping
+        action = f"move messages to {destination!r}"
+        target = quote_mailbox(destination)
+        tags = [
+            self._send_uid(action, "MOVE", text.encode() + b" " + target)
+            for _batch, text in chunked_uid_sets(uids, max_uids=5000)
+        ]
+
+        def read() -> dict[int, int]:
+            mapping: dict[int, int] = {}
+            for tag in tags:
+                for code in self._read_tagged(action, tag, _read_copyuid_codes):
+                    mapping.update(_copyuid_pairs(code))
+            return mapping
+
+        return read
 
     def search_message_id(self, message_id: str) -> list[int]:
         """UIDs in the selected folder whose Message-ID header contains ``message_id``.
@@ -626,12 +717,8 @@ class ImapMailServer:
         with _translated(self.account, "read COPYUID"):
             codes = self._raw.untagged_responses.pop("COPYUID", [])
         for code in codes:
-            if not isinstance(code, bytes):
-                continue
-            parts = code.decode("ascii", "replace").split()
-            if len(parts) == 3:
-                sources, targets = parse_uid_set(parts[1]), parse_uid_set(parts[2])
-                mapping.update(zip(sources, targets, strict=False))
+            if isinstance(code, bytes):
+                mapping.update(_copyuid_pairs(code))
         return mapping
 
     def append(

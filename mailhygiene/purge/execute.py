@@ -68,6 +68,8 @@ class PurgeServer(Protocol):
 
     def move(self, uids: Sequence[int], destination: str) -> dict[int, int]: ...
 
+    def send_move(self, uids: Sequence[int], destination: str) -> Callable[[], dict[int, int]]: ...
+
     def delete(self, uids: Sequence[int], *, unchanged_since: int | None = None) -> set[int]: ...
 
     def remove_flags(self, uids: Sequence[int], flags: Sequence[str]) -> None: ...
@@ -239,58 +241,48 @@ def _execute_folder(
         _skip(store, stale, "UIDVALIDITY changed since the plan", now)
     current = [i for i in items if i.uidvalidity == status.uidvalidity]
     batches = [current[start : start + batch_size] for start in range(0, len(current), batch_size)]
+    if not batches:
+        return first_batch, False
     batch_number = first_batch
-    # The journal's database work runs on one helper thread, in order, while this thread
-    # waits for the server: batch N+1's index facts are read during batch N's move, and
-    # batch N's outcome is recorded during batch N+1's identity fetch. The order that
-    # makes a crash safe is unchanged: each batch is marked in flight (committed) before
-    # the server command that names exactly its UIDs, and its outcome is committed
-    # before the next batch is judged.
+    # Pipelined, so that the server does not wait for us: batch N is judged and marked
+    # in flight while the server still moves batch N-1; once that move is read, batch
+    # N+1's identities are fetched and batch N's move is sent. The journal's database
+    # work runs on one helper thread, in order: batch N+1's index facts are read, and
+    # batch N-1's outcome recorded, while this thread waits for the server. What makes
+    # a crash safe is unchanged: every batch is marked in flight (committed) before the
+    # server command that names exactly its UIDs; a crash leaves at most two batches in
+    # flight, and a resumed run settles both from the server.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal:
+        facts = journal.submit(_indexed_rows, store, policy, account, batches[0])
+        identities = server.fetch_identity(_uids(batches[0]))
+        moving: _Moving | None = None  # the previous batch: sent, its outcome not yet read
         recorded: Future[None] | None = None
-        facts = (
-            journal.submit(_indexed_rows, store, policy, account, batches[0]) if batches else None
-        )
         for index, batch in enumerate(batches):
             batch_number += 1
-            identities = server.fetch_identity([item.uid for item in batch])
-            if recorded is not None:
-                recorded.result()
-            assert facts is not None
             verified, refusals = _judge(policy, batch, identities, facts.result(), now, kind)
+            if index + 1 < len(batches):  # read while the server works and we journal
+                facts = journal.submit(_indexed_rows, store, policy, account, batches[index + 1])
             for reason, ids in refusals.items():
                 _skip(store, ids, reason, now)
-            recorded = None
             if verified:
                 _mark_in_flight(store, verified, batch_number)
-            if index + 1 < len(batches):
-                facts = journal.submit(_indexed_rows, store, policy, account, batches[index + 1])
-            if verified:
-                try:
-                    outcome = _send_batch(server, policy, verified)
-                except ImapError as error:
-                    if "EXPUNGEISSUED" not in str(error):
-                        raise
-                    # why: a message of the batch was expunged by someone else after we
-                    # verified it; the server refused the whole command (RFC 5530). The
-                    # batch is in flight: settle it from the server as a resumed run would.
-                    if facts is not None:
-                        facts.result()  # no reader of the index left behind
-                    settled = _reconcile(
+            if moving is not None:
+                settled = _finish(moving)
+                if settled is None:
+                    _settle_refused(
                         store,
                         server,
                         policy,
-                        plan_id,
-                        ref,
-                        account,
-                        [item for item, _ in verified],
+                        (plan_id, ref, account),
+                        [moving.verified, verified],
+                        report,
+                        journal_work=(facts, recorded),
                         actor=actor,
                         now=now,
                     )
-                    for what, count in settled.items():
-                        report.reconciled[what] = report.reconciled.get(what, 0) + count
-                    report.batches += 1
                     return batch_number, True
+                if recorded is not None:
+                    recorded.result()  # the batch before: recorded, or its error raised here
                 recorded = journal.submit(
                     _record_batch,
                     store,
@@ -298,19 +290,128 @@ def _execute_folder(
                     ref,
                     account,
                     folder,
-                    outcome,
+                    settled,
                     status,
-                    batch_number,
+                    moving.number,
                     actor=actor,
                     now=now,
                     policy=policy,
                 )
-            report.batches += 1
-            if progress is not None:
-                progress.advanced(len(batch))
+                _advance(report, progress, moving.batch)
+            if index + 1 < len(batches):
+                # The server is idle here (the previous move was read above): a FETCH
+                # never runs beside a MOVE, whose expunges it could miss.
+                identities = server.fetch_identity(_uids(batches[index + 1]))
+            if verified:
+                moving = _Moving(
+                    batch, batch_number, verified, _start_batch(server, policy, verified)
+                )
+            else:
+                moving = None
+                _advance(report, progress, batch)
+        if moving is not None:
+            settled = _finish(moving)
+            if settled is None:
+                _settle_refused(
+                    store,
+                    server,
+                    policy,
+                    (plan_id, ref, account),
+                    [moving.verified],
+                    report,
+                    journal_work=(facts, recorded),
+                    actor=actor,
+                    now=now,
+                )
+                return batch_number, True
+            if recorded is not None:
+                recorded.result()
+            recorded = journal.submit(
+                _record_batch,
+                store,
+                plan_id,
+                ref,
+                account,
+                folder,
+                settled,
+                status,
+                moving.number,
+                actor=actor,
+                now=now,
+                policy=policy,
+            )
+            _advance(report, progress, moving.batch)
         if recorded is not None:
             recorded.result()
     return batch_number, False
+
+
+def _uids(batch: Sequence[JournalItem]) -> list[int]:
+    return [item.uid for item in batch]
+
+
+def _advance(
+    report: ExecutionReport, progress: ExecuteProgress | None, batch: Sequence[JournalItem]
+) -> None:
+    report.batches += 1
+    if progress is not None:
+        progress.advanced(len(batch))
+
+
+@dataclass
+class _Moving:
+    """A batch whose server command was sent and whose outcome is still to be read."""
+
+    batch: list[JournalItem]
+    number: int
+    verified: list[tuple[JournalItem, MessageIdentity]]
+    outcome: Callable[[], _BatchOutcome]
+
+
+def _finish(moving: _Moving) -> _BatchOutcome | None:
+    """The sent batch's outcome, or None when the server refused the command because a
+    message of it was expunged by someone else after we verified it (RFC 5530)."""
+    try:
+        return moving.outcome()
+    except ImapError as error:
+        if "EXPUNGEISSUED" not in str(error):
+            raise
+        return None
+
+
+def _settle_refused(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    plan: tuple[int, str, str],
+    in_flight: list[list[tuple[JournalItem, MessageIdentity]]],
+    report: ExecutionReport,
+    *,
+    journal_work: tuple[Future[dict[int, facts_queries.IndexedRow]], Future[None] | None],
+    actor: str,
+    now: datetime,
+) -> None:
+    """Settle the batch the server refused, and the next one if it was already marked in
+    flight (not sent), from the server as a resumed run would; what is still in the
+    folder goes back to planned and is verified again in another pass."""
+    for work in journal_work:
+        if work is not None:
+            work.result()  # no journal work left behind on the helper thread
+    plan_id, ref, account = plan
+    settled = _reconcile(
+        store,
+        server,
+        policy,
+        plan_id,
+        ref,
+        account,
+        [item for batch in in_flight for item, _ in batch],
+        actor=actor,
+        now=now,
+    )
+    for what, count in settled.items():
+        report.reconciled[what] = report.reconciled.get(what, 0) + count
+    report.batches += 1
 
 
 def _indexed_rows(
@@ -417,27 +518,35 @@ def _mark_in_flight(
         )
 
 
-def _send_batch(
+def _start_batch(
     server: PurgeServer, policy: Policy, verified: list[tuple[JournalItem, MessageIdentity]]
-) -> _BatchOutcome:
-    """Move or delete exactly the batch's UIDs (already marked in flight)."""
+) -> Callable[[], _BatchOutcome]:
+    """Send the command that moves or deletes exactly the batch's UIDs (already marked in
+    flight); the function returned reads what the server did. A move is pipelined; a
+    delete (flag with UNCHANGEDSINCE, then ``UID EXPUNGE`` of what was flagged) runs now."""
     uids = [item.uid for item, _ in verified]
     action = ItemAction(verified[0][0].action)
-    refused: set[int] = set()
-    not_moved: set[int] = set()
-    mapping: dict[int, int] = {}
     if action is ItemAction.MOVE:
-        mapping = server.move(uids, policy.quarantine_folder)
-        if "UIDPLUS" in server.capabilities:
-            # why: COPYUID names every message the server moved (RFC 4315 §3); one left out
-            # was expunged by someone else after we verified it and is not in quarantine
-            not_moved = set(uids) - set(mapping)
-    else:
-        modseqs = [identity.modseq for _, identity in verified if identity.modseq is not None]
-        unchanged_since = max(modseqs) if server.condstore and modseqs else None
-        refused = server.delete(uids, unchanged_since=unchanged_since)
-    done = [item for item, _ in verified if item.uid not in refused | not_moved]
-    return _BatchOutcome(action, verified, done, not_moved, refused, mapping)
+        moved = server.send_move(uids, policy.quarantine_folder)
+
+        def moved_outcome() -> _BatchOutcome:
+            mapping = moved()
+            not_moved: set[int] = set()
+            if "UIDPLUS" in server.capabilities:
+                # why: COPYUID names every message the server moved (RFC 4315 §3); one
+                # left out was expunged by someone else after we verified it and is
+                # not in quarantine
+                not_moved = set(uids) - set(mapping)
+            done = [item for item, _ in verified if item.uid not in not_moved]
+            return _BatchOutcome(action, verified, done, not_moved, set(), mapping)
+
+        return moved_outcome
+    modseqs = [identity.modseq for _, identity in verified if identity.modseq is not None]
+    unchanged_since = max(modseqs) if server.condstore and modseqs else None
+    refused = server.delete(uids, unchanged_since=unchanged_since)
+    done = [item for item, _ in verified if item.uid not in refused]
+    deleted = _BatchOutcome(action, verified, done, set(), refused, {})
+    return lambda: deleted
 
 
 def _record_batch(

@@ -49,6 +49,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def aware_utc(value: str | datetime | None) -> datetime | None:
+    """A ``UTCDateTime`` value as the driver returns it when read raw (``type_coerce``
+    to ``NullType``: text on SQLite, a naive datetime on PostgreSQL), made aware.
+
+    For hot loops over many rows, where SQLAlchemy's per-value processing costs more
+    than the rest of the row.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value + "+00:00")
+    return value.replace(tzinfo=UTC)
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

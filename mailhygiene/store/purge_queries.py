@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from mailhygiene.errors import NotFoundError
 from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
@@ -20,6 +21,7 @@ from mailhygiene.store.models import (
     Plan,
     PlanItem,
     QuarantineEntry,
+    aware_utc,
 )
 
 _CHUNK = 500
@@ -76,7 +78,8 @@ def list_plans(session: Session, *, account: str | None = None, limit: int = 50)
 
 def planned_messages(session: Session, plan_id: int) -> list[PlannedMessage]:
     """The plan's items as planned (their identity), for re-hashing."""
-    rows = session.execute(
+    session.flush()
+    rows = session.connection().execute(  # Core rows: a plan may hold 100,000 items
         select(
             PlanItem.message_row,
             PlanItem.folder,
@@ -84,7 +87,7 @@ def planned_messages(session: Session, plan_id: int) -> list[PlannedMessage]:
             PlanItem.uid,
             PlanItem.message_id,
             PlanItem.size,
-            PlanItem.internal_date,
+            type_coerce(PlanItem.internal_date, NullType()),  # raw: aware_utc below
             PlanItem.action,
             PlanItem.reason_kind,
             PlanItem.reason_name,
@@ -100,7 +103,7 @@ def planned_messages(session: Session, plan_id: int) -> list[PlannedMessage]:
             uid=uid,
             message_id=message_id,
             size=size,
-            internal_date=internal_date,
+            internal_date=aware_utc(internal_date),
             action=actions[action],
             reason_kind=reason_kind,
             reason_name=reason_name,
@@ -190,22 +193,24 @@ def mark_items(
         values["batch"] = batch
     if done_at is not None:
         values["done_at"] = done_at
+    table = cast(Table, PlanItem.__table__)
+    connection = session.connection()  # Core: the ORM would synchronise a session per call
     for start in range(0, len(item_ids), _CHUNK):
-        session.execute(
-            update(PlanItem)
-            .where(PlanItem.id.in_(item_ids[start : start + _CHUNK]))
-            .values(**values)
+        connection.execute(
+            update(table).where(table.c.id.in_(item_ids[start : start + _CHUNK])).values(**values)
         )
 
 
 def set_target_uids(session: Session, targets: dict[int, int]) -> None:
     """Record where each item landed (item id → UID in the quarantine folder)."""
     if targets:
-        session.connection().execute(
-            update(PlanItem)
-            .where(PlanItem.id == bindparam("b_id"))
-            .values(target_uid=bindparam("b_target")),
-            [{"b_id": item_id, "b_target": uid} for item_id, uid in targets.items()],
+        connection = session.connection()
+        # why: the driver's own executemany; SQLAlchemy's per-row parameter handling
+        # costs more than the update itself, and these are plain integers
+        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(
+            f"UPDATE plan_items SET target_uid = {marker} WHERE id = {marker}",  # noqa: S608
+            [(uid, item_id) for item_id, uid in targets.items()],
         )
 
 

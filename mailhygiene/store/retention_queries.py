@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, type_coerce
@@ -20,7 +20,14 @@ from sqlalchemy.types import NullType
 
 from mailhygiene.store.case_queries import contains_ignoring_case
 from mailhygiene.store.facts_queries import indexed_select
-from mailhygiene.store.models import Account, CaseThread, Folder, Message, StoredVerdict
+from mailhygiene.store.models import (
+    Account,
+    CaseThread,
+    Folder,
+    Message,
+    StoredVerdict,
+    aware_utc,
+)
 
 _ROWS_PER_FETCH = 5000
 
@@ -128,20 +135,11 @@ def purgeable(
                 uid,
                 msgid,
                 size,
-                _utc(internal_date),
+                aware_utc(internal_date),
                 kind,
                 name,
                 detail,
             )
-
-
-def _utc(value: str | datetime | None) -> datetime | None:
-    """A stored naive-UTC instant as the driver gives it (text on SQLite), made aware."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
-    return value.replace(tzinfo=UTC)
 
 
 def kept(

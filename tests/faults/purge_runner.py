@@ -14,9 +14,11 @@ forkserver that has already imported everything, which saves a second per trial.
 ``--die-at ACTION:N:WHEN`` makes the process SIGKILL itself at the N-th (1-based) server
 write of ACTION (``move`` or ``delete``): ``before`` it is sent, ``sent`` right after
 its command line left the socket (before any answer), or ``after`` the server answered
-(before the journal records the outcome). ``--pause-at ACTION:N --resume-file PATH``
-stops before the N-th write (announcing ``paused``) until PATH exists: the run then
-holds the account lock with a verified batch in flight, for concurrency tests.
+(before the journal records the outcome). A move is pipelined (``send_move`` sends it,
+the function it returns reads the answer later): ``after`` is when that answer is read.
+``--pause-at ACTION:N --resume-file PATH`` stops before the N-th write (announcing
+``paused``) until PATH exists: the run then holds the account lock with a verified batch
+in flight, for concurrency tests.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ from tests.faults.world import NOW, PASSWORD_ENV, fault_policy
 
 PAUSE_LIMIT = 60.0
 _COMMAND_WORD = {"move": b" UID MOVE ", "delete": b" UID EXPUNGE "}
+_METHOD = {"move": "send_move", "delete": "delete"}  # what execute_plan calls per batch
+
+
+def _then(read: Callable[[], Any], action: Callable[[], None]) -> Callable[[], Any]:
+    """``read`` (a pipelined command's reader), followed by ``action``."""
+
+    def reading() -> Any:
+        outcome = read()
+        action()
+        return outcome
+
+    return reading
 
 
 def _die() -> None:
@@ -56,18 +70,22 @@ def _install_die_at(spec: str) -> None:
         raise SystemExit(f"bad --die-at {spec!r}")
     target = int(number_text)
     calls = {"n": 0}
-    original: Callable[..., Any] = getattr(ImapMailServer, action)
+    method = _METHOD[action]
+    original: Callable[..., Any] = getattr(ImapMailServer, method)
 
     def wrapped(self: ImapMailServer, uids: Sequence[int], *args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == target and when == "before":
+        call = calls["n"]
+        if call == target and when == "before":
             _die()
         result = original(self, uids, *args, **kwargs)
-        if calls["n"] == target and when == "after":
+        if call == target and when == "after":
+            if method == "send_move":
+                return _then(result, _die)
             _die()
         return result
 
-    setattr(ImapMailServer, action, wrapped)
+    setattr(ImapMailServer, method, wrapped)
     if when == "sent":
         send = imaplib.IMAP4.send
 
@@ -99,7 +117,8 @@ def _install_pause_at(spec: str, resume_file: str, announce: Callable[[str], Non
     action, number_text = spec.split(":")
     target = int(number_text)
     calls = {"n": 0}
-    original: Callable[..., Any] = getattr(ImapMailServer, action)
+    method = _METHOD[action]
+    original: Callable[..., Any] = getattr(ImapMailServer, method)
 
     def wrapped(self: ImapMailServer, uids: Sequence[int], *args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
@@ -110,7 +129,7 @@ def _install_pause_at(spec: str, resume_file: str, announce: Callable[[str], Non
                 time.sleep(0.02)
         return original(self, uids, *args, **kwargs)
 
-    setattr(ImapMailServer, action, wrapped)
+    setattr(ImapMailServer, method, wrapped)
 
 
 def run(

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
@@ -200,14 +200,16 @@ def test_two_threads_of_one_process_cannot_both_run_on_the_account(
     world.approve(ref)
     before = world.server_state()
     inside, release = threading.Event(), threading.Event()
-    original = ImapMailServer.move
+    original = ImapMailServer.send_move
 
-    def slow_move(self: ImapMailServer, uids: Any, destination: str) -> dict[int, int]:
+    def slow_move(
+        self: ImapMailServer, uids: Any, destination: str
+    ) -> Callable[[], dict[int, int]]:
         inside.set()
         release.wait(30)
         return original(self, uids, destination)
 
-    monkeypatch.setattr(ImapMailServer, "move", slow_move)
+    monkeypatch.setattr(ImapMailServer, "send_move", slow_move)
     errors: list[BaseException] = []
 
     def first() -> None:
@@ -237,10 +239,10 @@ def test_a_case_linked_between_batches_keeps_its_message(
     ref = world.plan()
     world.approve(ref)
     before = world.server_state()
-    original = ImapMailServer.move
+    original = ImapMailServer.send_move
     calls = {"n": 0}
 
-    def move(self: ImapMailServer, uids: Any, destination: str) -> dict[int, int]:
+    def move(self: ImapMailServer, uids: Any, destination: str) -> Callable[[], dict[int, int]]:
         result = original(self, uids, destination)
         calls["n"] += 1
         if calls["n"] == 1:  # after the first batch: c-12 is in the third
@@ -254,7 +256,7 @@ def test_a_case_linked_between_batches_keeps_its_message(
             )
         return result
 
-    monkeypatch.setattr(ImapMailServer, "move", move)
+    monkeypatch.setattr(ImapMailServer, "send_move", move)
     report = world.execute(ref, batch_size=BATCH)
     assert report.skipped == {f"kept now: case_open {CASE_REF}": 1}
     check = check_purge(world, ref, before, protected={"c-12"})
@@ -293,10 +295,10 @@ def test_a_case_linked_inside_a_batch_window_is_kept_by_the_quarantine(
     ref = world.plan()
     world.approve(ref)
     before = world.server_state()
-    original = ImapMailServer.move
+    original = ImapMailServer.send_move
     calls = {"n": 0}
 
-    def move(self: ImapMailServer, uids: Any, destination: str) -> dict[int, int]:
+    def move(self: ImapMailServer, uids: Any, destination: str) -> Callable[[], dict[int, int]]:
         calls["n"] += 1
         if calls["n"] == 2:  # the second batch (c-5 … c-9) is verified, not yet moved
             tag(
@@ -309,7 +311,7 @@ def test_a_case_linked_inside_a_batch_window_is_kept_by_the_quarantine(
             )
         return original(self, uids, destination)
 
-    monkeypatch.setattr(ImapMailServer, "move", move)
+    monkeypatch.setattr(ImapMailServer, "send_move", move)
     report = world.execute(ref, batch_size=BATCH)
     assert report.done == 20
     check = check_purge(world, ref, before)

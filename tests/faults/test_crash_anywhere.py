@@ -447,3 +447,33 @@ def test_kill_right_after_moving_an_awkward_message(
         assert check.ok, f"{check.problems()}; reconciled {report.reconciled}"
     finally:
         drop_world(world)
+
+
+@pytest.mark.parametrize("when", ["before", "sent"])
+def test_kill_with_two_batches_in_flight_then_resume_settles_both(
+    forkserver: ForkServerContext, dovecot: ThrowawayDovecot, tmp_path: Path, when: str
+) -> None:
+    """Moves are pipelined: batch N is marked in flight while batch N-1's move is still
+    unread. A kill at batch N's move leaves both in flight (N-1 moved on the server, its
+    outcome never recorded; N marked, and sent or not); the resume settles both."""
+    world = new_world(dovecot, f"sqlite:///{tmp_path / 'mh.db'}")
+    try:
+        ref, protected = build_trial_world(world, random.Random(11))
+        before = world.server_state()
+        killed, _ = _run_child(
+            forkserver, world, ref, PurgeAction.MOVE, delay=None, die_at=f"move:2:{when}"
+        )
+        assert killed
+        left = Counter(item.batch for item in world.items(ref) if item.state == "in_flight")
+        assert sorted(left) == [1, 2], left  # two batches, each as a whole
+        report = world.execute(ref, batch_size=BATCH)
+        completed = report.reconciled["completed before the interruption"]
+        if when == "before":  # batch 2 was never sent: back to planned, verified again
+            assert completed == left[1]
+            assert report.reconciled["not yet acted on; will be re-verified"] == left[2]
+        else:  # batch 2's MOVE left the socket: the server may have done it already
+            assert left[1] <= completed <= left[1] + left[2]
+        check = check_purge(world, ref, before, protected=protected)
+        assert check.ok, f"{check.problems()}; reconciled {report.reconciled}"
+    finally:
+        drop_world(world)

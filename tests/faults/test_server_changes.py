@@ -88,20 +88,36 @@ def hook_calls(
     before: dict[int, Callable[[], None]] | None = None,
     after: dict[int, Callable[[], None]] | None = None,
 ) -> None:
-    """Run ``before[n]`` / ``after[n]`` around the n-th call of ``ImapMailServer.<method>``."""
+    """Run ``before[n]`` / ``after[n]`` around the n-th call of ``ImapMailServer.<method>``.
+
+    ``send_move`` (a pipelined move) returns the function that reads the server's answer:
+    ``after[n]`` runs once that answer has been read, i.e. the move is done.
+    """
     original = getattr(ImapMailServer, method)
     calls = {"n": 0}
 
     def wrapped(self: ImapMailServer, *args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if before and calls["n"] in before:
-            before[calls["n"]]()
+        call = calls["n"]
+        if before and call in before:
+            before[call]()
         result = original(self, *args, **kwargs)
-        if after and calls["n"] in after:
-            after[calls["n"]]()
+        if after and call in after:
+            if method == "send_move":
+                return _then(result, after[call])
+            after[call]()
         return result
 
     monkeypatch.setattr(ImapMailServer, method, wrapped)
+
+
+def _then(read: Callable[[], Any], action: Callable[[], None]) -> Callable[[], Any]:
+    def reading() -> Any:
+        outcome = read()
+        action()
+        return outcome
+
+    return reading
 
 
 def planned(world: FaultWorld) -> tuple[str, Any]:
@@ -195,7 +211,7 @@ def test_case_keyword_added_between_batches_keeps_the_message(
         conn.uid("STORE", uid_of(conn, "in-12"), "+FLAGS", "($Reklamation)")
         conn.logout()
 
-    hook_calls(monkeypatch, "move", after={3: add_keyword})  # 2 Archive batches, then INBOX
+    hook_calls(monkeypatch, "send_move", after={3: add_keyword})  # 2 Archive batches, then INBOX
     report = world.execute(ref, batch_size=BATCH)
     assert report.skipped == {"case keyword added on the server since the plan": 1}
     check = check_purge(world, ref, before, protected={"in-12"})
@@ -214,7 +230,7 @@ def test_case_keyword_added_inside_a_batch_window_is_caught_by_the_quarantine(
         conn.uid("STORE", uid_of(conn, "in-0"), "+FLAGS", "($Reklamation)")
         conn.logout()
 
-    hook_calls(monkeypatch, "move", before={3: add_keyword})
+    hook_calls(monkeypatch, "send_move", before={3: add_keyword})
     report = world.execute(ref, batch_size=BATCH)
     assert report.done == 30
     check = check_purge(world, ref, before)
@@ -283,7 +299,7 @@ def test_uidvalidity_changes_between_batches(
         conn.delete(quote_folder("Archive/tmp"))
         conn.logout()
 
-    hook_calls(monkeypatch, "move", after={1: recreate_archive})
+    hook_calls(monkeypatch, "send_move", after={1: recreate_archive})
     try:
         report = world.execute(ref, batch_size=BATCH)
     except ConnectError:
@@ -329,16 +345,16 @@ def test_message_expunged_inside_a_batch_window_is_not_reported_as_moved(
         if session_knows:
             server.client.noop()
 
-    original = ImapMailServer.move
+    original = ImapMailServer.send_move
     calls = {"n": 0}
 
-    def move(self: ImapMailServer, uids: Any, destination: str) -> dict[int, int]:
+    def move(self: ImapMailServer, uids: Any, destination: str) -> Callable[[], dict[int, int]]:
         calls["n"] += 1
         if calls["n"] == 3:  # the first INBOX batch, holding in-1
             expunge_one(self)
         return original(self, uids, destination)
 
-    monkeypatch.setattr(ImapMailServer, "move", move)
+    monkeypatch.setattr(ImapMailServer, "send_move", move)
     report = world.execute(ref, batch_size=BATCH)
     assert report.status == "done"
     # refused and settled from the server in the same run (only when unannounced)
