@@ -49,20 +49,21 @@ def refresh_verdicts(
         )
         if not batch:
             return computed
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
+        policy_key, compare_flags = key.policy_key, key.compare_flags
         for row in batch:
             verdict = retention_verdict(row.facts, policy)
             reason = verdict.reason
             rows.append(
-                {
-                    "message_id": row.message_row,
-                    "policy_key": key.policy_key,
-                    "flags": row.flags if key.compare_flags else "",
-                    "kind": reason.kind.value,
-                    "name": reason.name,
-                    "keep_until": verdict.keep_until,
-                    "detail": reason.detail,
-                }
+                (
+                    row.message_row,
+                    policy_key,
+                    row.flags if compare_flags else "",
+                    reason.kind.value,
+                    reason.name,
+                    verdict.keep_until,
+                    reason.detail,
+                )
             )
         retention_queries.save_verdicts(session, rows)
         computed += len(rows)

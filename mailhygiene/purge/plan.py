@@ -110,10 +110,10 @@ class _Tally:
         self.kept: Counter[str] = Counter()
         self.undated = 0
 
-    def keep(self, kind: str) -> None:
-        self.kept[kind] += 1
+    def keep(self, kind: str, count: int = 1) -> None:
+        self.kept[kind] += count
         if kind == "no_date":
-            self.undated += 1
+            self.undated += count
 
     def plan(self, item: PlannedMessage) -> None:
         self.items.append(item)
@@ -237,11 +237,11 @@ def _plan_from_verdicts(
     ):
         if due[0] not in judged:
             plan(PlannedMessage(*due[:7], action, *due[7:]))
-    for row_id, verdict_kind in retention_queries.kept(
-        session, account, key, exclude_folders=excluded, now=now
-    ):
-        if row_id not in judged:
-            tally.keep(verdict_kind)
+    kept = retention_queries.kept_by_kind(
+        session, account, key, exclude_folders=excluded, now=now, leave_out=judged
+    )
+    for verdict_kind, count in kept.items():
+        tally.keep(verdict_kind, count)
 
 
 def plan_purge(

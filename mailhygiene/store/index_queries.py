@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any, cast
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailhygiene.errors import StoreError
 from mailhygiene.mailbox import FlagUpdate, IndexedMessage
-from mailhygiene.store.models import Account, Folder, Message
+from mailhygiene.store.models import Account, Folder, Message, naive_utc, sqlite_utc_text
 
 _DELETE_CHUNK = 500
 
@@ -140,7 +140,7 @@ def insert_messages(
     if connection.dialect.name == "postgresql":
         _insert_postgres(connection, folder_id, messages, now)
         return
-    rows = _rows(folder_id, messages, _sqlite_text, _sqlite_text(now))
+    rows = _rows(folder_id, messages, sqlite_utc_text, sqlite_utc_text(now))
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     connection.exec_driver_sql(_upsert_sql(f"VALUES ({', '.join([marker] * len(_COLUMNS))})"), rows)
 
@@ -151,7 +151,7 @@ def _insert_postgres(
     """Binary COPY straight into ``messages`` when none of the batch's UID range is stored
     yet (a first sync); otherwise COPY into a temporary table and upsert from there."""
     latest = {m.uid: m for m in messages}  # one statement may not touch a row twice
-    rows = _rows(folder_id, latest.values(), _naive_utc, _naive_utc(now))
+    rows = _rows(folder_id, latest.values(), naive_utc, naive_utc(now))
     stored = connection.exec_driver_sql(
         _POSTGRES_ANY_STORED, (folder_id, min(latest), max(latest))
     ).first()
@@ -261,23 +261,6 @@ def _json_object(values: dict[str, str]) -> str:
     """``json.dumps(values, ensure_ascii=False)`` for a str → str dict, at a third of the cost."""
     quote = encode_basestring
     return "{" + ", ".join([quote(k) + ": " + quote(v) for k, v in values.items()]) + "}"
-
-
-def _naive_utc(value: datetime | None) -> datetime | None:
-    """What ``UTCDateTime`` binds: naive UTC."""
-    if value is None:
-        return None
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-
-
-def _sqlite_text(value: datetime | None) -> str | None:
-    """``UTCDateTime`` as SQLAlchemy's SQLite dialect writes it (``YYYY-MM-DD HH:MM:SS.ffffff``),
-    so comparisons with SQLAlchemy-bound values order correctly."""
-    if value is None:
-        return None
-    if value.tzinfo is UTC:
-        return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def apply_flag_updates(session: Session, folder_id: int, updates: Sequence[FlagUpdate]) -> int:

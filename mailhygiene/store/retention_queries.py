@@ -8,13 +8,13 @@ keyword conditions, its ``flags``) match; anything else is as good as absent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, or_, select, type_coerce
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -27,9 +27,12 @@ from mailhygiene.store.models import (
     Message,
     StoredVerdict,
     aware_utc,
+    naive_utc,
+    sqlite_utc_text,
 )
 
 _ROWS_PER_FETCH = 5000
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +65,31 @@ def stale_select(
     return query
 
 
-def save_verdicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or replace verdicts (``StoredVerdict`` column names as keys)."""
+_SAVE = (
+    "INSERT INTO retention_verdicts (message_id, policy_key, flags, kind, name, keep_until, "
+    "detail) VALUES ({markers}) ON CONFLICT (message_id) DO UPDATE SET "
+    "policy_key = excluded.policy_key, flags = excluded.flags, kind = excluded.kind, "
+    "name = excluded.name, keep_until = excluded.keep_until, detail = excluded.detail"
+)
+
+
+def save_verdicts(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or replace verdicts, each a tuple in ``_SAVE``'s column order (``keep_until``
+    an aware datetime or None).
+
+    The driver's own executemany: SQLAlchemy's per-row parameter handling would cost
+    more than the insert (a first plan writes one row per message of the mailbox).
+    """
     if not rows:
         return
-    insert = (
-        postgresql.insert(StoredVerdict)
-        if session.get_bind().dialect.name == "postgresql"
-        else sqlite.insert(StoredVerdict)
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    to_driver = sqlite_utc_text if sqlite else naive_utc
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        _SAVE.format(markers=", ".join([marker] * 7)),
+        [(*row[:5], to_driver(row[5]), row[6]) for row in rows],
     )
-    replaced = ("policy_key", "flags", "kind", "name", "keep_until", "detail")
-    statement = insert.on_conflict_do_update(
-        index_elements=[StoredVerdict.message_id],
-        set_={name: getattr(insert.excluded, name) for name in replaced},
-    )
-    session.connection().execute(statement, rows)  # Core executemany: no ORM per row
 
 
 def _account_verdicts(account: str, key: VerdictKey, exclude_folders: Sequence[str]) -> Any:
@@ -142,22 +155,33 @@ def purgeable(
             )
 
 
-def kept(
+def kept_by_kind(
     session: Session,
     account: str,
     key: VerdictKey,
     *,
     exclude_folders: Sequence[str],
     now: datetime,
-) -> Iterator[Row[int, str]]:
-    """``(row id, verdict kind)`` of messages whose current verdict keeps them at ``now``."""
-    query = _account_verdicts(account, key, exclude_folders)(
-        select(Message.id, StoredVerdict.kind).select_from(Message)
-    ).where(or_(StoredVerdict.keep_until.is_(None), StoredVerdict.keep_until > now))
+    leave_out: Collection[int] = (),
+) -> Counter[str]:
+    """How many messages each verdict kind keeps at ``now``, not counting ``leave_out``."""
+    keeps = or_(StoredVerdict.keep_until.is_(None), StoredVerdict.keep_until > now)
+    narrowed = _account_verdicts(account, key, exclude_folders)
     session.flush()
-    result = session.connection().execute(query.execution_options(yield_per=_ROWS_PER_FETCH))
-    for rows in result.partitions():
-        yield from rows
+    connection = session.connection()
+    counts: Counter[str] = Counter()
+    totals = narrowed(
+        select(StoredVerdict.kind, func.count()).select_from(Message).where(keeps)
+    ).group_by(StoredVerdict.kind)
+    for kind, count in connection.execute(totals):
+        counts[kind] += count
+    ids = sorted(leave_out)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = narrowed(select(StoredVerdict.kind).select_from(Message)).where(
+            keeps, Message.id.in_(ids[start : start + _CHUNK])
+        )
+        counts.subtract(connection.scalars(chunk))
+    return +counts
 
 
 def case_touched_rows(
