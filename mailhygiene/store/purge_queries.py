@@ -22,6 +22,8 @@ from mailhygiene.store.models import (
     PlanItem,
     QuarantineEntry,
     aware_utc,
+    naive_utc,
+    sqlite_utc_text,
 )
 
 _CHUNK = 500
@@ -242,10 +244,29 @@ def forget_messages(session: Session, account: str, folder: str, uids: Sequence[
 
 
 def add_quarantine_entries(session: Session, rows: list[dict[str, object]]) -> None:
-    if rows:
-        # why: a Core executemany on the session's connection; the ORM's bulk path costs
-        # several times more per row, and nothing here needs the objects back
-        session.connection().execute(insert(cast(Table, QuarantineEntry.__table__)), rows)
+    """Insert ledger rows (``QuarantineEntry`` column names as keys, the same in each)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    known = cast(Table, QuarantineEntry.__table__).c.keys()
+    if unknown := [name for name in columns if name not in known]:
+        raise ValueError(f"no quarantine column(s) {unknown}")
+    connection = session.connection()
+    # why: the driver's own executemany; SQLAlchemy's per-row parameter handling costs
+    # more than the insert, and a purge writes one row per moved message
+    to_driver = sqlite_utc_text if connection.dialect.name == "sqlite" else naive_utc
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    statement = (
+        f"INSERT INTO quarantine ({', '.join(columns)}) "  # noqa: S608 - checked names only
+        f"VALUES ({', '.join([marker] * len(columns))})"
+    )
+    connection.exec_driver_sql(
+        statement,
+        [
+            tuple(to_driver(v) if isinstance(v, datetime) else v for v in map(row.get, columns))
+            for row in rows
+        ],
+    )
 
 
 def quarantine_entries(
