@@ -244,88 +244,45 @@ def _execute_folder(
     if not batches:
         return first_batch, False
     batch_number = first_batch
-    # Pipelined, so that the server does not wait for us: batch N is judged and marked
-    # in flight while the server still moves batch N-1; once that move is read, batch
-    # N+1's identities are fetched and batch N's move is sent. The journal's database
+    # Moves are pipelined, so that the server does not wait for us: batch N is judged
+    # and marked in flight while the server still moves batch N-1; once that move is
+    # read, batch N+1's identities are fetched and batch N's move is sent. The journal's database
     # work runs on one helper thread, in order: batch N+1's index facts are read, and
     # batch N-1's outcome recorded, while this thread waits for the server. What makes
     # a crash safe is unchanged: every batch is marked in flight (committed) before the
     # server command that names exactly its UIDs; a crash leaves at most two batches in
     # flight, and a resumed run settles both from the server.
+    # A delete is not pipelined (it runs when sent), so its identities are fetched after
+    # the batch before it is done: as close to the delete as in an unpipelined run.
+    pipelined = ItemAction(batches[0][0].action) is ItemAction.MOVE
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal:
         facts = journal.submit(_indexed_rows, store, policy, account, batches[0])
         identities = server.fetch_identity(_uids(batches[0]))
         moving: _Moving | None = None  # the previous batch: sent, its outcome not yet read
         recorded: Future[None] | None = None
-        for index, batch in enumerate(batches):
-            batch_number += 1
-            verified, refusals = _judge(policy, batch, identities, facts.result(), now, kind)
-            if index + 1 < len(batches):  # read while the server works and we journal
-                facts = journal.submit(_indexed_rows, store, policy, account, batches[index + 1])
-            for reason, ids in refusals.items():
-                _skip(store, ids, reason, now)
-            if verified:
-                _mark_in_flight(store, verified, batch_number)
-            if moving is not None:
-                settled = _finish(moving)
-                if settled is None:
-                    _settle_refused(
-                        store,
-                        server,
-                        policy,
-                        (plan_id, ref, account),
-                        [moving.verified, verified],
-                        report,
-                        journal_work=(facts, recorded),
-                        actor=actor,
-                        now=now,
-                    )
-                    return batch_number, True
-                if recorded is not None:
-                    recorded.result()  # the batch before: recorded, or its error raised here
-                recorded = journal.submit(
-                    _record_batch,
-                    store,
-                    plan_id,
-                    ref,
-                    account,
-                    folder,
-                    settled,
-                    status,
-                    moving.number,
-                    actor=actor,
-                    now=now,
-                    policy=policy,
-                )
-                _advance(report, progress, moving.batch)
-            if index + 1 < len(batches):
-                # The server is idle here (the previous move was read above): a FETCH
-                # never runs beside a MOVE, whose expunges it could miss.
-                identities = server.fetch_identity(_uids(batches[index + 1]))
-            if verified:
-                moving = _Moving(
-                    batch, batch_number, verified, _start_batch(server, policy, verified)
-                )
-            else:
-                moving = None
-                _advance(report, progress, batch)
-        if moving is not None:
-            settled = _finish(moving)
-            if settled is None:
+
+        def conclude(
+            sent: _Moving, next_verified: list[tuple[JournalItem, MessageIdentity]]
+        ) -> bool:
+            """Read a sent batch's outcome and journal it (on the helper thread); False
+            when the server refused it and it was settled from the server instead."""
+            nonlocal recorded
+            outcome = _finish(sent)
+            if outcome is None:
                 _settle_refused(
                     store,
                     server,
                     policy,
                     (plan_id, ref, account),
-                    [moving.verified],
+                    [sent.verified, next_verified],
                     report,
                     journal_work=(facts, recorded),
                     actor=actor,
                     now=now,
                 )
-                return batch_number, True
+                return False
             if recorded is not None:
-                recorded.result()
+                recorded.result()  # the batch before: recorded, or its error raised here
             recorded = journal.submit(
                 _record_batch,
                 store,
@@ -333,14 +290,43 @@ def _execute_folder(
                 ref,
                 account,
                 folder,
-                settled,
+                outcome,
                 status,
-                moving.number,
+                sent.number,
                 actor=actor,
                 now=now,
                 policy=policy,
             )
-            _advance(report, progress, moving.batch)
+            _advance(report, progress, sent.batch)
+            return True
+
+        for index, batch in enumerate(batches):
+            batch_number += 1
+            following = batches[index + 1] if index + 1 < len(batches) else None
+            verified, refusals = _judge(policy, batch, identities, facts.result(), now, kind)
+            if following is not None:  # read while the server works and we journal
+                facts = journal.submit(_indexed_rows, store, policy, account, following)
+            for reason, ids in refusals.items():
+                _skip(store, ids, reason, now)
+            if verified:
+                _mark_in_flight(store, verified, batch_number)
+            if moving is not None and not conclude(moving, verified):
+                return batch_number, True
+            if following is not None and pipelined:
+                # The server is idle here (the previous move was read above): a FETCH
+                # never runs beside a MOVE, whose expunges it could miss.
+                identities = server.fetch_identity(_uids(following))
+            moving = None
+            if verified:
+                moving = _Moving(
+                    batch, batch_number, verified, _start_batch(server, policy, verified)
+                )
+            else:
+                _advance(report, progress, batch)
+            if following is not None and not pipelined:
+                identities = server.fetch_identity(_uids(following))
+        if moving is not None and not conclude(moving, []):
+            return batch_number, True
         if recorded is not None:
             recorded.result()
     return batch_number, False
