@@ -22,6 +22,8 @@ from mailhygiene.store.session import Session
 __all__ = ["refresh_verdicts", "verdict_key"]
 
 _BATCH = 5000
+BULK_SAVE = 20_000
+"""From this many verdicts saved at once, the database's statistics are refreshed."""
 
 
 def verdict_key(policy: Policy) -> retention_queries.VerdictKey:
@@ -35,20 +37,12 @@ def refresh_verdicts(
     """Compute and store the verdict of every message of ``account`` that lacks a current
     one; returns how many were computed."""
     key = verdict_key(policy)
-    computed = 0
-    after = 0
-    while True:
-        query = retention_queries.stale_select(
-            account, key, exclude_folders=exclude_folders, after=after, limit=_BATCH
+    stale = retention_queries.stale_ids(session, account, key, exclude_folders=exclude_folders)
+    for start in range(0, len(stale), _BATCH):
+        query = retention_queries.facts_select(account, stale[start : start + _BATCH])
+        batch = facts_queries.indexed_rows(
+            session, query, account=account, cases={}, holds_for=_no_holds
         )
-        # A whole batch is read before any is written: never write under an open cursor.
-        batch = list(
-            facts_queries.indexed_rows(
-                session, query, account=account, cases={}, holds_for=_no_holds
-            )
-        )
-        if not batch:
-            return computed
         rows: list[tuple[Any, ...]] = []
         policy_key, compare_flags = key.policy_key, key.compare_flags
         for row in batch:
@@ -66,8 +60,9 @@ def refresh_verdicts(
                 )
             )
         retention_queries.save_verdicts(session, rows)
-        computed += len(rows)
-        after = batch[-1].message_row
+    if len(stale) >= BULK_SAVE:
+        retention_queries.settle_bulk_save(session)
+    return len(stale)
 
 
 def _no_holds(_row: int) -> tuple[str, ...]:

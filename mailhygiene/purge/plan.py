@@ -117,18 +117,20 @@ class _Tally:
 
     def plan(self, item: PlannedMessage) -> None:
         self.items.append(item)
-        size = item.size
-        folder_totals = self.by_folder.get(item.folder)
-        if folder_totals is None:
-            folder_totals = self.by_folder[item.folder] = [0, 0]
-        folder_totals[0] += 1
-        folder_totals[1] += size
-        reason_key = f"{item.reason_kind}:{item.reason_name}"
-        reason_totals = self.by_reason.get(reason_key)
-        if reason_totals is None:
-            reason_totals = self.by_reason[reason_key] = [0, 0]
-        reason_totals[0] += 1
-        reason_totals[1] += size
+        self.add_totals(item.folder, f"{item.reason_kind}:{item.reason_name}", 1, item.size)
+
+    def add_totals(self, folder: str, reason: str, messages: int, size: int) -> None:
+        for counts, name in ((self.by_folder, folder), (self.by_reason, reason)):
+            totals = counts.get(name)
+            if totals is None:
+                totals = counts[name] = [0, 0]
+            totals[0] += messages
+            totals[1] += size
+
+    def drop_empty_totals(self) -> None:
+        for counts in (self.by_folder, self.by_reason):
+            for name in [name for name, (messages, _size) in counts.items() if messages == 0]:
+                del counts[name]
 
     @staticmethod
     def totals(counts: dict[str, list[int]]) -> dict[str, dict[str, int]]:
@@ -230,18 +232,26 @@ def _plan_from_verdicts(
             message_rows=sorted(judged),
         ):
             tally.judge(row, policy, now)
-    action = tally.action
-    plan = tally.plan
-    for due in retention_queries.purgeable(
-        session, account, key, exclude_folders=excluded, now=now
-    ):
-        if due[0] not in judged:
-            plan(PlannedMessage(*due[:7], action, *due[7:]))
-    kept = retention_queries.kept_by_kind(
-        session, account, key, exclude_folders=excluded, now=now, leave_out=judged
-    )
+    folders = retention_queries.account_folders(session, account, exclude_folders=excluded)
+    # Totals in SQL, less what the judged messages' verdicts would have added (those
+    # went through ``tally.judge`` above, which counted what decide planned of them).
+    for judged_too, sign in ((None, 1), (judged, -1)):
+        if judged_too is not None and not judged_too:
+            continue
+        for folder_id, reason_kind, reason_name, count, size in retention_queries.due_totals(
+            session, folders, key, now=now, only=judged_too
+        ):
+            tally.add_totals(
+                folders[folder_id][0], f"{reason_kind}:{reason_name}", sign * count, sign * size
+            )
+    append = tally.items.append
+    for item in retention_queries.purgeable(session, folders, key, now=now, action=tally.action):
+        if item.message_row not in judged:
+            append(item)
+    kept = retention_queries.kept_by_kind(session, folders, key, now=now, leave_out=judged)
     for verdict_kind, count in kept.items():
         tally.keep(verdict_kind, count)
+    tally.drop_empty_totals()
 
 
 def plan_purge(

@@ -8,16 +8,18 @@ keyword conditions, its ``flags``) match; anything else is as good as absent.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
+from mailhygiene.purge.model import ItemAction, PlannedMessage
 from mailhygiene.store.case_queries import contains_ignoring_case
 from mailhygiene.store.facts_queries import indexed_select
 from mailhygiene.store.models import (
@@ -50,19 +52,27 @@ class VerdictKey:
         return clause
 
 
-def stale_select(
-    account: str, key: VerdictKey, *, exclude_folders: Sequence[str], after: int, limit: int
-) -> Select[*tuple[Any, ...]]:
-    """``indexed_select`` narrowed to messages without a current verdict, ``after`` a row id."""
+def stale_ids(
+    session: Session, account: str, key: VerdictKey, *, exclude_folders: Sequence[str]
+) -> array[int]:
+    """The account's messages without a current verdict, ascending (8 bytes each)."""
     query = (
-        indexed_select(account)
+        select(Message.id)
+        .join(Folder, Folder.id == Message.folder_id)
+        .join(Account, Account.id == Folder.account_id)
         .outerjoin(StoredVerdict, StoredVerdict.message_id == Message.id)
-        .where(Message.id > after, or_(StoredVerdict.message_id.is_(None), ~key.current()))
-        .limit(limit)
+        .where(Account.name == account, or_(StoredVerdict.message_id.is_(None), ~key.current()))
     )
     if exclude_folders:
         query = query.where(Folder.name.not_in(list(exclude_folders)))
-    return query
+    session.flush()
+    ids = array("q", session.connection().scalars(query))
+    return array("q", sorted(ids))
+
+
+def facts_select(account: str, ids: Sequence[int]) -> Select[*tuple[Any, ...]]:
+    """``indexed_select`` for the messages ``ids`` only."""
+    return indexed_select(account).where(Message.id.in_(list(ids)))
 
 
 _SAVE = (
@@ -92,40 +102,54 @@ def save_verdicts(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
     )
 
 
-def _account_verdicts(account: str, key: VerdictKey, exclude_folders: Sequence[str]) -> Any:
-    def narrowed(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
-        query = (
-            query.join(Folder, Folder.id == Message.folder_id)
-            .join(Account, Account.id == Folder.account_id)
-            .join(StoredVerdict, StoredVerdict.message_id == Message.id)
-            .where(Account.name == account, key.current())
-        )
-        if exclude_folders:
-            query = query.where(Folder.name.not_in(list(exclude_folders)))
-        return query
-
-    return narrowed
+def settle_bulk_save(session: Session) -> None:
+    """After many verdicts were saved: on PostgreSQL, refresh the table's statistics, so
+    that planning's joins are not planned for the empty table it was (SQLite's planner
+    does not depend on them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE retention_verdicts"))
 
 
-PurgeableRow = tuple[int, str, int, int, str, int, datetime | None, str, str, str]
-"""Row id, folder, UIDVALIDITY, UID, Message-ID, size, INTERNALDATE, and the verdict's
-kind, name and detail: what a plan item needs."""
+def account_folders(
+    session: Session, account: str, *, exclude_folders: Sequence[str]
+) -> dict[int, tuple[str, int]]:
+    """The account's folders but ``exclude_folders``: id → (name, UIDVALIDITY or 0)."""
+    query = (
+        select(Folder.id, Folder.name, Folder.uidvalidity)
+        .join(Account, Account.id == Folder.account_id)
+        .where(Account.name == account)
+    )
+    if exclude_folders:
+        query = query.where(Folder.name.not_in(list(exclude_folders)))
+    return {
+        folder_id: (name, validity or 0) for folder_id, name, validity in session.execute(query)
+    }
+
+
+def _with_verdicts(
+    query: Select[*tuple[Any, ...]], folder_ids: Collection[int], key: VerdictKey
+) -> Select[*tuple[Any, ...]]:
+    # why: the folders are known up front, so no row joins folders and accounts
+    joined = query.select_from(Message).join(StoredVerdict, StoredVerdict.message_id == Message.id)
+    return joined.where(Message.folder_id.in_(sorted(folder_ids)), key.current())
 
 
 def purgeable(
     session: Session,
-    account: str,
+    folders: Mapping[int, tuple[str, int]],
     key: VerdictKey,
     *,
-    exclude_folders: Sequence[str],
     now: datetime,
-) -> Iterator[PurgeableRow]:
-    """Messages whose current verdict ends at or before ``now``, in row order."""
-    query = _account_verdicts(account, key, exclude_folders)(
+    action: ItemAction,
+) -> Iterator[PlannedMessage]:
+    """Plan items for the messages in ``folders`` whose current verdict ends at or before
+    ``now``, with the verdict's reason, in no particular order."""
+    if not folders:
+        return
+    query = _with_verdicts(
         select(
             Message.id,
-            Folder.name,
-            Folder.uidvalidity,
+            Message.folder_id,
             Message.uid,
             Message.message_id,
             Message.size,
@@ -133,51 +157,95 @@ def purgeable(
             StoredVerdict.kind,
             StoredVerdict.name,
             StoredVerdict.detail,
-        ).select_from(Message)
+        ),
+        folders,
+        key,
     ).where(StoredVerdict.keep_until <= now)
     session.flush()
-    result = session.connection().execute(
-        query.order_by(Message.id).execution_options(yield_per=_ROWS_PER_FETCH)
-    )
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # why: rows are streamed through a server-side cursor, which PostgreSQL plans
+        # for the first 10% of rows (nested loops); every row is read here
+        connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
+    result = connection.execute(query.execution_options(yield_per=_ROWS_PER_FETCH))
     for rows in result.partitions():
-        for row_id, folder, validity, uid, msgid, size, internal_date, kind, name, detail in rows:
-            yield (
+        for row_id, folder_id, uid, msgid, size, internal_date, kind, name, detail in rows:
+            folder, validity = folders[folder_id]
+            yield PlannedMessage(
                 row_id,
                 folder,
-                validity or 0,
+                validity,
                 uid,
                 msgid,
                 size,
                 aware_utc(internal_date),
+                action,
                 kind,
                 name,
                 detail,
             )
 
 
-def kept_by_kind(
+DueTotal = tuple[int, str, str, int, int]
+"""Folder id, verdict kind, verdict name, messages, bytes."""
+
+
+def due_totals(
     session: Session,
-    account: str,
+    folders: Collection[int],
     key: VerdictKey,
     *,
-    exclude_folders: Sequence[str],
+    now: datetime,
+    only: Collection[int] | None = None,
+) -> list[DueTotal]:
+    """How many messages (and bytes) each folder and verdict makes purgeable at ``now``;
+    ``only`` narrows it to those row ids."""
+    if not folders:
+        return []
+    columns = (Message.folder_id, StoredVerdict.kind, StoredVerdict.name)
+    query = _with_verdicts(
+        select(*columns, func.count(), func.coalesce(func.sum(Message.size), 0)), folders, key
+    ).where(StoredVerdict.keep_until <= now)
+    session.flush()
+    connection = session.connection()
+    queries = [query]
+    if only is not None:
+        ids = sorted(only)
+        queries = [
+            query.where(Message.id.in_(ids[start : start + _CHUNK]))
+            for start in range(0, len(ids), _CHUNK)
+        ]
+    # int(): PostgreSQL sums a BIGINT column as NUMERIC (a Decimal in Python)
+    return [
+        (folder_id, kind, name, int(count), int(size))
+        for one in queries
+        for folder_id, kind, name, count, size in connection.execute(one.group_by(*columns))
+    ]
+
+
+def kept_by_kind(
+    session: Session,
+    folders: Collection[int],
+    key: VerdictKey,
+    *,
     now: datetime,
     leave_out: Collection[int] = (),
 ) -> Counter[str]:
     """How many messages each verdict kind keeps at ``now``, not counting ``leave_out``."""
+    if not folders:
+        return Counter()
     keeps = or_(StoredVerdict.keep_until.is_(None), StoredVerdict.keep_until > now)
-    narrowed = _account_verdicts(account, key, exclude_folders)
     session.flush()
     connection = session.connection()
     counts: Counter[str] = Counter()
-    totals = narrowed(
-        select(StoredVerdict.kind, func.count()).select_from(Message).where(keeps)
+    totals = _with_verdicts(
+        select(StoredVerdict.kind, func.count()).where(keeps), folders, key
     ).group_by(StoredVerdict.kind)
     for kind, count in connection.execute(totals):
         counts[kind] += count
     ids = sorted(leave_out)
     for start in range(0, len(ids), _CHUNK):
-        chunk = narrowed(select(StoredVerdict.kind).select_from(Message)).where(
+        chunk = _with_verdicts(select(StoredVerdict.kind), folders, key).where(
             keeps, Message.id.in_(ids[start : start + _CHUNK])
         )
         counts.subtract(connection.scalars(chunk))

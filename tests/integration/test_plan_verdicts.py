@@ -10,6 +10,7 @@ on agreeing when flags, the policy, holds and cases change, and after messages l
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import astuple, replace
 from datetime import UTC, datetime, timedelta
@@ -185,6 +186,9 @@ def assert_same_plan(store: Store, policy: Policy, now: datetime) -> PlanComputa
         assert getattr(fast.summary, name) == getattr(judged.summary, name), name
     assert fast.summary.kept == judged.summary.kept
     assert fast.summary.undated == judged.summary.undated
+    stored = json.loads(fast.summary.to_json())  # what is saved with the plan, as JSON
+    assert all(type(n) is int for totals in stored["by_folder"].values() for n in totals.values())
+    assert all(type(n) is int for totals in stored["by_reason"].values() for n in totals.values())
     return fast
 
 
