@@ -131,6 +131,7 @@ class _Tally:
         for counts in (self.by_folder, self.by_reason):
             for name in [name for name, (messages, _size) in counts.items() if messages == 0]:
                 del counts[name]
+        self.kept = +self.kept
 
     @staticmethod
     def totals(counts: dict[str, list[int]]) -> dict[str, dict[str, int]]:
@@ -233,25 +234,30 @@ def _plan_from_verdicts(
         ):
             tally.judge(row, policy, now)
     folders = retention_queries.account_folders(session, account, exclude_folders=excluded)
-    # Totals in SQL, less what the judged messages' verdicts would have added (those
-    # went through ``tally.judge`` above, which counted what decide planned of them).
-    for judged_too, sign in ((None, 1), (judged, -1)):
-        if judged_too is not None and not judged_too:
+    for folder_id, reason_kind, reason_name, count, size in retention_queries.due_totals(
+        session, folders, key, now=now
+    ):
+        tally.add_totals(folders[folder_id][0], f"{reason_kind}:{reason_name}", count, size)
+    for verdict_kind, count in retention_queries.kept_by_kind(
+        session, folders, key, now=now
+    ).items():
+        tally.keep(verdict_kind, count)
+    # The totals above count the judged messages by their verdicts; ``tally.judge``
+    # counted them by what decide made of them: take the verdicts' share out again.
+    for folder_id, size, verdict_kind, name, keep_until in retention_queries.verdicts_of(
+        session, judged, key
+    ):
+        if folder_id not in folders:
             continue
-        for folder_id, reason_kind, reason_name, count, size in retention_queries.due_totals(
-            session, folders, key, now=now, only=judged_too
-        ):
-            tally.add_totals(
-                folders[folder_id][0], f"{reason_kind}:{reason_name}", sign * count, sign * size
-            )
+        if keep_until is not None and keep_until <= now:
+            tally.add_totals(folders[folder_id][0], f"{verdict_kind}:{name}", -1, -size)
+        else:
+            tally.keep(verdict_kind, -1)
+    tally.drop_empty_totals()
     append = tally.items.append
     for item in retention_queries.purgeable(session, folders, key, now=now, action=tally.action):
         if item.message_row not in judged:
             append(item)
-    kept = retention_queries.kept_by_kind(session, folders, key, now=now, leave_out=judged)
-    for verdict_kind, count in kept.items():
-        tally.keep(verdict_kind, count)
-    tally.drop_empty_totals()
 
 
 def plan_purge(

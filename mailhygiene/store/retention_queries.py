@@ -191,15 +191,9 @@ DueTotal = tuple[int, str, str, int, int]
 
 
 def due_totals(
-    session: Session,
-    folders: Collection[int],
-    key: VerdictKey,
-    *,
-    now: datetime,
-    only: Collection[int] | None = None,
+    session: Session, folders: Collection[int], key: VerdictKey, *, now: datetime
 ) -> list[DueTotal]:
-    """How many messages (and bytes) each folder and verdict makes purgeable at ``now``;
-    ``only`` narrows it to those row ids."""
+    """How many messages (and bytes) each folder and verdict makes purgeable at ``now``."""
     if not folders:
         return []
     columns = (Message.folder_id, StoredVerdict.kind, StoredVerdict.name)
@@ -207,49 +201,56 @@ def due_totals(
         select(*columns, func.count(), func.coalesce(func.sum(Message.size), 0)), folders, key
     ).where(StoredVerdict.keep_until <= now)
     session.flush()
-    connection = session.connection()
-    queries = [query]
-    if only is not None:
-        ids = sorted(only)
-        queries = [
-            query.where(Message.id.in_(ids[start : start + _CHUNK]))
-            for start in range(0, len(ids), _CHUNK)
-        ]
     # int(): PostgreSQL sums a BIGINT column as NUMERIC (a Decimal in Python)
     return [
         (folder_id, kind, name, int(count), int(size))
-        for one in queries
-        for folder_id, kind, name, count, size in connection.execute(one.group_by(*columns))
+        for folder_id, kind, name, count, size in session.connection().execute(
+            query.group_by(*columns)
+        )
     ]
 
 
 def kept_by_kind(
-    session: Session,
-    folders: Collection[int],
-    key: VerdictKey,
-    *,
-    now: datetime,
-    leave_out: Collection[int] = (),
+    session: Session, folders: Collection[int], key: VerdictKey, *, now: datetime
 ) -> Counter[str]:
-    """How many messages each verdict kind keeps at ``now``, not counting ``leave_out``."""
+    """How many messages each verdict kind keeps at ``now``."""
     if not folders:
         return Counter()
     keeps = or_(StoredVerdict.keep_until.is_(None), StoredVerdict.keep_until > now)
-    session.flush()
-    connection = session.connection()
-    counts: Counter[str] = Counter()
     totals = _with_verdicts(
         select(StoredVerdict.kind, func.count()).where(keeps), folders, key
     ).group_by(StoredVerdict.kind)
-    for kind, count in connection.execute(totals):
-        counts[kind] += count
-    ids = sorted(leave_out)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = _with_verdicts(select(StoredVerdict.kind), folders, key).where(
-            keeps, Message.id.in_(ids[start : start + _CHUNK])
+    session.flush()
+    rows = session.connection().execute(totals)
+    return Counter({kind: count for kind, count in rows})  # noqa: C416 - dict(Result) misreads
+
+
+StoredVerdictRow = tuple[int, int, str, str, datetime | None]
+"""Folder id, size, verdict kind, verdict name, keep until."""
+
+
+def verdicts_of(
+    session: Session, ids: Collection[int], key: VerdictKey
+) -> Iterator[StoredVerdictRow]:
+    """The current verdicts of the messages ``ids`` (looked up by row id, in chunks)."""
+    ordered = sorted(ids)
+    session.flush()
+    connection = session.connection()
+    for start in range(0, len(ordered), _CHUNK):
+        query = (
+            select(
+                Message.folder_id,
+                Message.size,
+                StoredVerdict.kind,
+                StoredVerdict.name,
+                StoredVerdict.keep_until,
+            )
+            .join(StoredVerdict, StoredVerdict.message_id == Message.id)
+            .where(Message.id.in_(ordered[start : start + _CHUNK]), key.current())
         )
-        counts.subtract(connection.scalars(chunk))
-    return +counts
+        rows = connection.execute(query)
+        for folder_id, size, kind, name, keep_until in rows:  # noqa: UP028 - plain tuples
+            yield folder_id, size, kind, name, keep_until
 
 
 def case_touched_rows(

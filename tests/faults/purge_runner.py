@@ -48,7 +48,7 @@ _COMMAND_WORD = {"move": b" UID MOVE ", "delete": b" UID EXPUNGE "}
 _METHOD = {"move": "send_move", "delete": "delete"}  # what execute_plan calls per batch
 
 
-def _then(read: Callable[[], Any], action: Callable[[], None]) -> Callable[[], Any]:
+def then(read: Callable[[], Any], action: Callable[[], None]) -> Callable[[], Any]:
     """``read`` (a pipelined command's reader), followed by ``action``."""
 
     def reading() -> Any:
@@ -81,7 +81,7 @@ def _install_die_at(spec: str) -> None:
         result = original(self, uids, *args, **kwargs)
         if call == target and when == "after":
             if method == "send_move":
-                return _then(result, _die)
+                return then(result, _die)
             _die()
         return result
 

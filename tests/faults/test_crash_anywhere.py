@@ -465,7 +465,7 @@ def test_kill_with_two_batches_in_flight_then_resume_settles_both(
         )
         assert killed
         left = Counter(item.batch for item in world.items(ref) if item.state == "in_flight")
-        assert sorted(left) == [1, 2], left  # two batches, each as a whole
+        assert set(left) == {1, 2}, left  # two batches, each as a whole
         report = world.execute(ref, batch_size=BATCH)
         completed = report.reconciled["completed before the interruption"]
         if when == "before":  # batch 2 was never sent: back to planned, verified again

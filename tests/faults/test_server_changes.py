@@ -29,6 +29,7 @@ from mailhygiene.index import SyncRequest, sync_account
 from mailhygiene.policy import PurgeAction
 from mailhygiene.purge.quarantine import expunge_due
 from mailhygiene.store.models import Folder, Message
+from tests.faults.purge_runner import then
 from tests.faults.world import (
     NOW,
     OLD,
@@ -104,20 +105,11 @@ def hook_calls(
         result = original(self, *args, **kwargs)
         if after and call in after:
             if method == "send_move":
-                return _then(result, after[call])
+                return then(result, after[call])
             after[call]()
         return result
 
     monkeypatch.setattr(ImapMailServer, method, wrapped)
-
-
-def _then(read: Callable[[], Any], action: Callable[[], None]) -> Callable[[], Any]:
-    def reading() -> Any:
-        outcome = read()
-        action()
-        return outcome
-
-    return reading
 
 
 def planned(world: FaultWorld) -> tuple[str, Any]:
