@@ -351,9 +351,9 @@ def edited(draw: st.DrawFn, policy: Policy) -> Policy:
         elif kind == "cases":
             policy = dataclasses.replace(policy, case_keep_after_close=draw(durations))
         elif kind == "add":
-            policy = dataclasses.replace(
-                policy, rules=(*policy.rules, draw(rules(f"n{len(names)}")))
-            )
+            # a name no rule has now: one added, one removed, one added must not clash
+            fresh = next(f"n{i}" for i in itertools.count() if f"n{i}" not in names)
+            policy = dataclasses.replace(policy, rules=(*policy.rules, draw(rules(fresh))))
         elif names:
             name = draw(st.sampled_from(names))
             rule = next(r for r in policy.rules if r.name == name)
