@@ -136,6 +136,14 @@ def _translated(account: AccountSettings, action: str, folder: str | None = None
                 f"folder {folder!r} does not exist on {where}; check the folder name "
                 "('mailhygiene status' lists folders)"
             ) from None
+        if "deleted under us" in text:
+            # why: Dovecot's words when the selected folder was deleted or renamed by
+            # another client; this session's view of the mailbox is gone, as if the
+            # connection were lost: a new run starts from a fresh SELECT
+            raise ConnectError(
+                f"{where} lost the selected folder while trying to {action} ({text}); "
+                "run the command again: it resumes where it stopped"
+            ) from None
         raise ImapError(f"{where} refused to {action}: {text}") from None
 
 
