@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class PlanKind(StrEnum):
@@ -46,9 +47,12 @@ class ItemAction(StrEnum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedMessage:
-    """One message a plan will move or delete, identified as the server knows it."""
+class PlannedMessage(NamedTuple):
+    """One message a plan will move or delete, identified as the server knows it.
+
+    A named tuple rather than a frozen dataclass: a plan holds one per message (77k for
+    a 100k mailbox), and a frozen dataclass takes about four times as long to build.
+    """
 
     message_row: int
     folder: str
@@ -63,22 +67,75 @@ class PlannedMessage:
     reason_detail: str
 
     def identity_line(self) -> str:
+        """What the content hash covers of this item (``StoredItem`` rows give the same)."""
         return (
             f"{self.folder}\t{self.uidvalidity}\t{self.uid}\t{self.message_id}\t"
             f"{self.size}\t{self.action.value}"
         )
 
 
-_HASH_LINES = 10_000
-
-
 def content_hash(
     *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[PlannedMessage]
 ) -> str:
     """sha256 over the plan's identity: kind, account, policy and every item's identity."""
+    return _hash_lines(kind, account, policy_hash, [item.identity_line() for item in items])
+
+
+StoredItem = tuple[str, int, int, str, int, str, str, str]
+"""A stored plan item as ``digest_items`` reads it: folder, UIDVALIDITY, UID, Message-ID,
+size, action (its plain value), reason kind, reason name."""
+
+
+@dataclass(frozen=True)
+class ItemsDigest:
+    """What a plan's stored items add up to: their content hash, and totals."""
+
+    content_hash: str
+    count: int
+    bytes: int
+    by_folder: dict[str, list[int]]  # folder → [messages, bytes]
+    by_reason: dict[str, list[int]]  # "kind:name" → [messages, bytes]
+
+
+def digest_items(
+    *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[StoredItem]
+) -> ItemsDigest:
+    """``content_hash`` (the same bytes as ``PlannedMessage.identity_line``) and the totals
+    by folder and reason of stored items, in one pass and without building plan items."""
+    lines: list[str] = []
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for folder, validity, uid, message_id, size, action, reason_kind, reason_name in items:
+        lines.append(f"{folder}\t{validity}\t{uid}\t{message_id}\t{size}\t{action}")
+        group = (folder, reason_kind, reason_name)
+        totals = groups.get(group)
+        if totals is None:
+            groups[group] = [1, size]
+        else:
+            totals[0] += 1
+            totals[1] += size
+    by_folder: dict[str, list[int]] = {}
+    by_reason: dict[str, list[int]] = {}
+    for (folder, reason_kind, reason_name), (messages, size) in groups.items():
+        for counts, name in ((by_folder, folder), (by_reason, f"{reason_kind}:{reason_name}")):
+            totals = counts.setdefault(name, [0, 0])
+            totals[0] += messages
+            totals[1] += size
+    return ItemsDigest(
+        content_hash=_hash_lines(kind, account, policy_hash, lines),
+        count=len(lines),
+        bytes=sum(size for _messages, size in by_folder.values()),
+        by_folder=by_folder,
+        by_reason=by_reason,
+    )
+
+
+_HASH_LINES = 10_000
+
+
+def _hash_lines(kind: PlanKind, account: str, policy_hash: str, lines: list[str]) -> str:
     digest = hashlib.sha256()
     digest.update(f"{kind.value}\n{account}\n{policy_hash}\n".encode())
-    lines = sorted(item.identity_line() for item in items)
+    lines.sort()
     for start in range(0, len(lines), _HASH_LINES):  # the same bytes as line by line
         chunk = "".join(line + "\n" for line in lines[start : start + _HASH_LINES])
         digest.update(chunk.encode("utf-8", "surrogatepass"))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from mailhygiene.audit import log as audit
@@ -25,6 +26,7 @@ from mailhygiene.purge.model import (
     PlannedMessage,
     PlanStatus,
     content_hash,
+    digest_items,
     plan_ref,
 )
 from mailhygiene.retention import refresh_verdicts, verdict_key
@@ -119,6 +121,23 @@ class _Tally:
         self.items.append(item)
         self.add_totals(item.folder, f"{item.reason_kind}:{item.reason_name}", 1, item.size)
 
+    def plan_all(self, items: Iterable[PlannedMessage]) -> None:
+        """``plan`` for many items (the per-item call and key text would cost more than
+        the rest of planning them)."""
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        append = self.items.append
+        for item in items:
+            append(item)
+            group = (item.folder, item.reason_kind, item.reason_name)
+            totals = groups.get(group)
+            if totals is None:
+                groups[group] = [1, item.size]
+            else:
+                totals[0] += 1
+                totals[1] += item.size
+        for (folder, kind, name), (messages, size) in groups.items():
+            self.add_totals(folder, f"{kind}:{name}", messages, size)
+
     def add_totals(self, folder: str, reason: str, messages: int, size: int) -> None:
         for counts, name in ((self.by_folder, folder), (self.by_reason, reason)):
             totals = counts.get(name)
@@ -190,7 +209,7 @@ def compute_plan(
                 tally.judge(row, policy, now)
         else:
             _plan_from_verdicts(session, policy, tally, account=account, now=now)
-    tally.items.sort(key=lambda item: item.message_row)
+    tally.items.sort(key=itemgetter(0))  # by message_row
     items = tally.items
     digest = content_hash(kind=kind, account=account, policy_hash=policy.source_hash, items=items)
     summary = PlanSummary(
@@ -217,6 +236,30 @@ def compute_plan(
 def _plan_from_verdicts(
     session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
 ) -> None:
+    due = _judge_touched(session, policy, tally, account=account, now=now)
+    tally.plan_all(
+        retention_queries.purgeable(
+            session, due.folders, due.key, now=now, action=tally.action, excluding=due.judged
+        )
+    )
+    tally.drop_empty_totals()
+
+
+@dataclass(frozen=True)
+class _DueByVerdict:
+    """What is left to plan once the messages a hold or case touches are judged: the
+    others' due verdicts in ``folders``."""
+
+    folders: dict[int, tuple[str, int]]
+    key: retention_queries.VerdictKey
+    judged: set[int]
+
+
+def _judge_touched(
+    session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
+) -> _DueByVerdict:
+    """Refresh the verdicts, judge the messages a hold or a case may touch with ``decide``
+    (into ``tally``), and count what the verdicts of the others keep."""
     excluded = (policy.quarantine_folder,)
     refresh_verdicts(session, policy, account=account, exclude_folders=excluded)
     key = verdict_key(policy)
@@ -234,30 +277,18 @@ def _plan_from_verdicts(
         ):
             tally.judge(row, policy, now)
     folders = retention_queries.account_folders(session, account, exclude_folders=excluded)
-    for folder_id, reason_kind, reason_name, count, size in retention_queries.due_totals(
-        session, folders, key, now=now
-    ):
-        tally.add_totals(folders[folder_id][0], f"{reason_kind}:{reason_name}", count, size)
     for verdict_kind, count in retention_queries.kept_by_kind(
         session, folders, key, now=now
     ).items():
         tally.keep(verdict_kind, count)
-    # The totals above count the judged messages by their verdicts; ``tally.judge``
+    # ``kept_by_kind`` counted the judged messages by their verdicts; ``tally.judge``
     # counted them by what decide made of them: take the verdicts' share out again.
-    for folder_id, size, verdict_kind, name, keep_until in retention_queries.verdicts_of(
+    for folder_id, _size, verdict_kind, _name, keep_until in retention_queries.verdicts_of(
         session, judged, key
     ):
-        if folder_id not in folders:
-            continue
-        if keep_until is not None and keep_until <= now:
-            tally.add_totals(folders[folder_id][0], f"{verdict_kind}:{name}", -1, -size)
-        else:
+        if folder_id in folders and (keep_until is None or keep_until > now):
             tally.keep(verdict_kind, -1)
-    tally.drop_empty_totals()
-    append = tally.items.append
-    for item in retention_queries.purgeable(session, folders, key, now=now, action=tally.action):
-        if item.message_row not in judged:
-            append(item)
+    return _DueByVerdict(folders, key, judged)
 
 
 def plan_purge(
@@ -273,10 +304,17 @@ def plan_purge(
 ) -> PlanSummary:
     """Compute and store a plan (when it has anything to do) and audit its creation.
 
+    The same plan as ``compute_plan`` then ``store_plan``; for the whole account, the
+    items planned by their stored verdicts go from the index to the plan in one
+    statement, and the content hash and totals are computed from the stored rows.
     Refused (``SafetyRefusal``) when an extend-only locked policy version is in force
     and ``policy`` is not that version (``governance.admit_for_planning``).
     """
     admit_for_planning(store, policy, actor=actor, now=now)
+    if message_rows is None:
+        return _plan_in_store(
+            store, policy, account=account, now=now, actor=actor, kind=kind, note=note
+        )
     computed = compute_plan(
         store, policy, account=account, now=now, actor=actor, kind=kind, message_rows=message_rows
     )
@@ -291,6 +329,109 @@ def plan_purge(
         note=note,
         summary=computed.summary,
     )
+
+
+def _plan_in_store(
+    store: Store,
+    policy: Policy,
+    *,
+    account: str,
+    now: datetime,
+    actor: str,
+    kind: PlanKind,
+    note: str,
+) -> PlanSummary:
+    action = ItemAction.MOVE if policy.purge_action is PurgeAction.MOVE else ItemAction.DELETE
+    tally = _Tally(action)
+    with store.transaction() as session:
+        due = _judge_touched(session, policy, tally, account=account, now=now)
+        plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
+        purge_queries.insert_plan(session, plan, tally.items)
+        retention_queries.store_purgeable(
+            session, plan.id, due.folders, due.key, now=now, action=action, excluding=due.judged
+        )
+        digest = digest_items(
+            kind=kind,
+            account=account,
+            policy_hash=policy.source_hash,
+            items=purge_queries.stored_items(session, plan.id),
+        )
+        tally.drop_empty_totals()
+        summary = PlanSummary(
+            ref=None,
+            kind=kind.value,
+            account=account,
+            status=PlanStatus.PENDING.value,
+            created_at=now,
+            created_by=actor,
+            planned_for=now,
+            expires_at=None,
+            item_count=digest.count,
+            total_bytes=digest.bytes,
+            content_hash=digest.content_hash,
+            policy_hash=policy.source_hash,
+            by_folder=tally.totals(digest.by_folder),
+            by_reason=tally.totals(digest.by_reason),
+            kept=dict(sorted(tally.kept.items())),
+            undated=tally.undated,
+            note=note,
+        )
+        if not digest.count:
+            session.delete(plan)  # nothing to do: no plan is stored
+            return summary
+        _record_plan(session, plan, summary, actor=actor, now=now)
+    return summary
+
+
+def _new_plan(
+    policy: Policy, *, kind: PlanKind, account: str, now: datetime, actor: str, note: str
+) -> Plan:
+    """A pending plan row; its hash, counts and summary are filled in by ``_record_plan``."""
+    return Plan(
+        ref=plan_ref(now, secrets.token_hex(3)),
+        kind=kind.value,
+        account=account,
+        status=PlanStatus.PENDING.value,
+        created_at=now,
+        created_by=actor,
+        planned_for=now,
+        expires_at=policy.plan_ttl.add_to(now),
+        policy_hash=policy.source_hash,
+        content_hash="",
+        item_count=0,
+        total_bytes=0,
+        summary="{}",
+        note=note,
+    )
+
+
+def _record_plan(
+    session: Session, plan: Plan, summary: PlanSummary, *, actor: str, now: datetime
+) -> None:
+    """Give the stored ``plan`` its ``summary`` and audit its creation; ``summary`` gets the
+    plan's reference and expiry."""
+    plan.content_hash = summary.content_hash
+    plan.item_count = summary.item_count
+    plan.total_bytes = summary.total_bytes
+    plan.summary = summary.to_json()
+    audit.append(
+        session,
+        actor=actor,
+        tag=AuditTag.PLAN_CREATE,
+        subject=plan.ref,
+        data={
+            "account": plan.account,
+            "kind": plan.kind,
+            "messages": summary.item_count,
+            "bytes": summary.total_bytes,
+            "content_hash": summary.content_hash,
+            "policy_hash": plan.policy_hash,
+            "by_reason": {k: v["messages"] for k, v in summary.by_reason.items()},
+        },
+        at=now,
+    )
+    summary.ref = plan.ref
+    summary.expires_at = plan.expires_at
 
 
 def store_plan(
@@ -323,44 +464,10 @@ def store_plan(
     )
     if not items:
         return summary
-    expires_at = policy.plan_ttl.add_to(now)
-    ref = plan_ref(now, secrets.token_hex(3))
     with store.transaction() as session:
-        plan = Plan(
-            ref=ref,
-            kind=kind.value,
-            account=account,
-            status=PlanStatus.PENDING.value,
-            created_at=now,
-            created_by=actor,
-            planned_for=now,
-            expires_at=expires_at,
-            policy_hash=policy.source_hash,
-            content_hash=summary.content_hash,
-            item_count=summary.item_count,
-            total_bytes=summary.total_bytes,
-            summary=summary.to_json(),
-            note=note,
-        )
+        plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
         purge_queries.insert_plan(session, plan, items)
-        audit.append(
-            session,
-            actor=actor,
-            tag=AuditTag.PLAN_CREATE,
-            subject=ref,
-            data={
-                "account": account,
-                "kind": kind.value,
-                "messages": summary.item_count,
-                "bytes": summary.total_bytes,
-                "content_hash": summary.content_hash,
-                "policy_hash": policy.source_hash,
-                "by_reason": {k: v["messages"] for k, v in summary.by_reason.items()},
-            },
-            at=now,
-        )
-    summary.ref = ref
-    summary.expires_at = expires_at
+        _record_plan(session, plan, summary, actor=actor, now=now)
     return summary
 
 

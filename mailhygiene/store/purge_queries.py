@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, type_coerce, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.types import NullType
 
 from mailhygiene.errors import NotFoundError
-from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
+from mailhygiene.purge.model import ItemState, PlannedMessage, StoredItem
 from mailhygiene.store.models import (
     Account,
     Approval,
@@ -21,12 +20,13 @@ from mailhygiene.store.models import (
     Plan,
     PlanItem,
     QuarantineEntry,
-    aware_utc,
     naive_utc,
     sqlite_utc_text,
 )
+from mailhygiene.store.session import driver_cursor
 
 _CHUNK = 500
+_ROWS_PER_FETCH = 5000
 
 
 def _pairs(result: Iterable[Any]) -> dict[Any, Any]:
@@ -37,28 +37,50 @@ def _pairs(result: Iterable[Any]) -> dict[Any, Any]:
 def insert_plan(session: Session, plan: Plan, items: Sequence[PlannedMessage]) -> Plan:
     session.add(plan)
     session.flush()
-    rows = [
-        {
-            "plan_id": plan.id,
-            "message_row": item.message_row,
-            "folder": item.folder,
-            "uidvalidity": item.uidvalidity,
-            "uid": item.uid,
-            "message_id": item.message_id,
-            "size": item.size,
-            "internal_date": item.internal_date,
-            "action": item.action.value,
-            "reason_kind": item.reason_kind,
-            "reason_name": item.reason_name,
-            "reason_detail": item.reason_detail,
-            "state": ItemState.PLANNED.value,
-            "outcome": "",
-        }
-        for item in items
-    ]
-    if rows:
-        session.execute(insert(PlanItem), rows)
+    insert_items(session, plan.id, items)
     return plan
+
+
+_INSERT_ITEMS = (
+    "INSERT INTO plan_items (plan_id, message_row, folder, uidvalidity, uid, message_id, "
+    "size, internal_date, action, reason_kind, reason_name, reason_detail, state, outcome) "
+    "VALUES ({markers})"
+)
+
+
+def insert_items(session: Session, plan_id: int, items: Sequence[PlannedMessage]) -> None:
+    """Store ``items`` as planned items of ``plan_id``, with the driver's own executemany
+    (SQLAlchemy's per-row parameter handling costs more than the insert)."""
+    if not items:
+        return
+    session.flush()
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    to_driver = sqlite_utc_text if sqlite else naive_utc
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    planned = ItemState.PLANNED.value
+    connection.exec_driver_sql(
+        _INSERT_ITEMS.format(markers=", ".join([marker] * 14)),
+        [
+            (
+                plan_id,
+                item.message_row,
+                item.folder,
+                item.uidvalidity,
+                item.uid,
+                item.message_id,
+                item.size,
+                to_driver(item.internal_date),
+                item.action.value,
+                item.reason_kind,
+                item.reason_name,
+                item.reason_detail,
+                planned,
+                "",
+            )
+            for item in items
+        ],
+    )
 
 
 def get_plan(session: Session, ref: str, *, for_update: bool = False) -> Plan:
@@ -78,53 +100,29 @@ def list_plans(session: Session, *, account: str | None = None, limit: int = 50)
     return list(session.scalars(query))
 
 
-def planned_messages(session: Session, plan_id: int) -> list[PlannedMessage]:
-    """The plan's items as planned (their identity), for re-hashing."""
+_STORED_ITEMS = (
+    "SELECT folder, uidvalidity, uid, message_id, size, action, reason_kind, reason_name "
+    "FROM plan_items WHERE plan_id = {marker}"
+)
+
+
+def stored_items(session: Session, plan_id: int) -> Iterator[StoredItem]:
+    """The plan's items as stored, as much as its content hash and totals need
+    (``purge.model.digest_items``).
+
+    Read through the driver's own cursor (a server-side one on PostgreSQL): a plan may
+    hold a million items, and SQLAlchemy's rows would cost more than the query.
+    """
     session.flush()
-    rows = session.connection().execute(  # Core rows: a plan may hold 100,000 items
-        select(
-            PlanItem.message_row,
-            PlanItem.folder,
-            PlanItem.uidvalidity,
-            PlanItem.uid,
-            PlanItem.message_id,
-            PlanItem.size,
-            type_coerce(PlanItem.internal_date, NullType()),  # raw: aware_utc below
-            PlanItem.action,
-            PlanItem.reason_kind,
-            PlanItem.reason_name,
-            PlanItem.reason_detail,
-        ).where(PlanItem.plan_id == plan_id)
-    )
-    actions = {action.value: action for action in ItemAction}
-    return [
-        PlannedMessage(
-            message_row=message_row or 0,
-            folder=folder,
-            uidvalidity=uidvalidity,
-            uid=uid,
-            message_id=message_id,
-            size=size,
-            internal_date=aware_utc(internal_date),
-            action=actions[action],
-            reason_kind=reason_kind,
-            reason_name=reason_name,
-            reason_detail=reason_detail,
-        )
-        for (
-            message_row,
-            folder,
-            uidvalidity,
-            uid,
-            message_id,
-            size,
-            internal_date,
-            action,
-            reason_kind,
-            reason_name,
-            reason_detail,
-        ) in rows
-    ]
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    cursor = driver_cursor(session, server_side="mailhygiene_plan_items")
+    marker = "%s" if postgresql else "?"
+    try:
+        cursor.execute(_STORED_ITEMS.format(marker=marker), (plan_id,))
+        while rows := cursor.fetchmany(_ROWS_PER_FETCH):
+            yield from rows
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True, slots=True)

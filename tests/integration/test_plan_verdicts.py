@@ -2,17 +2,19 @@
 
 ``compute_plan`` over a whole account plans untouched mail from ``retention_verdicts``
 and judges only what a hold or a case touches; ``compute_plan(message_rows=...)`` judges
-every message with ``decide``. On a mixed mailbox (rules by subject, folder and keyword;
-undated mail; open, closed and unlinked cases; plain and per-case keywords in any
-spelling; a hold; quarantine) both must agree item for item and total for total, and go
-on agreeing when flags, the policy, holds and cases change, and after messages leave.
+every message with ``decide``; ``plan_purge`` stores the former with SQL (the verdicts'
+items never pass through Python) and hashes and totals the stored rows. On a mixed
+mailbox (rules by subject, folder and keyword; undated mail; open, closed and unlinked
+cases; plain and per-case keywords in any spelling; a hold; quarantine) all three must
+agree item for item and total for total, and go on agreeing when flags, the policy,
+holds and cases change, and after messages leave.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import astuple, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,9 +32,11 @@ from mailhygiene.policy import (
     RetentionRule,
     SubjectMatcher,
 )
-from mailhygiene.purge.plan import PlanComputation, compute_plan
+from mailhygiene.purge.approve import verify_plan_integrity
+from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
+from mailhygiene.purge.plan import PlanComputation, compute_plan, plan_purge, stored_summary
 from mailhygiene.store import index_queries
-from mailhygiene.store.models import Case, CaseThread, Message, StoredVerdict
+from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, StoredVerdict
 from mailhygiene.store.session import Store
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
@@ -181,7 +185,7 @@ def _both(store: Store, policy: Policy, now: datetime) -> tuple[PlanComputation,
 
 def assert_same_plan(store: Store, policy: Policy, now: datetime) -> PlanComputation:
     fast, judged = _both(store, policy, now)
-    assert [astuple(item) for item in fast.items] == [astuple(item) for item in judged.items]
+    assert [tuple(item) for item in fast.items] == [tuple(item) for item in judged.items]
     for name in ("item_count", "total_bytes", "content_hash", "by_folder", "by_reason"):
         assert getattr(fast.summary, name) == getattr(judged.summary, name), name
     assert fast.summary.kept == judged.summary.kept
@@ -189,7 +193,51 @@ def assert_same_plan(store: Store, policy: Policy, now: datetime) -> PlanComputa
     stored = json.loads(fast.summary.to_json())  # what is saved with the plan, as JSON
     assert all(type(n) is int for totals in stored["by_folder"].values() for n in totals.values())
     assert all(type(n) is int for totals in stored["by_reason"].values() for n in totals.values())
+    assert_stored_plan_is(store, policy, now, fast)
     return fast
+
+
+def assert_stored_plan_is(
+    store: Store, policy: Policy, now: datetime, expected: PlanComputation
+) -> None:
+    """``plan_purge`` (items copied into the plan by SQL, hash and totals from the stored
+    rows) stores exactly the computed plan, and approving it finds it intact."""
+    summary = plan_purge(store, policy, account=ACCOUNT, now=now, actor="t")
+    for name in ("item_count", "total_bytes", "content_hash", "by_folder", "by_reason", "kept"):
+        assert getattr(summary, name) == getattr(expected.summary, name), name
+    assert summary.undated == expected.summary.undated
+    if summary.ref is None:
+        assert not expected.items
+        return
+    assert stored_summary(store, summary.ref).to_json() == expected.summary.to_json()
+    with store.transaction() as session:
+        plan = session.scalars(select(Plan).where(Plan.ref == summary.ref)).one()
+        rows = session.scalars(
+            select(PlanItem).where(PlanItem.plan_id == plan.id).order_by(PlanItem.message_row)
+        ).all()
+        assert [_planned(row) for row in rows] == [tuple(item) for item in expected.items]
+        verify_plan_integrity(session, plan)
+
+
+def _planned(row: PlanItem) -> tuple[object, ...]:
+    assert row.state == ItemState.PLANNED.value
+    assert row.outcome == ""
+    assert (row.batch, row.target_uid, row.done_at) == (None, None, None)
+    return tuple(
+        PlannedMessage(
+            row.message_row or 0,
+            row.folder,
+            row.uidvalidity,
+            row.uid,
+            row.message_id,
+            row.size,
+            row.internal_date,
+            ItemAction(row.action),
+            row.reason_kind,
+            row.reason_name,
+            row.reason_detail,
+        )
+    )
 
 
 def _verdict_count(store: Store) -> int:
