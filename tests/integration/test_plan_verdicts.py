@@ -35,6 +35,7 @@ from mailhygiene.policy import (
 from mailhygiene.purge.approve import verify_plan_integrity
 from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
 from mailhygiene.purge.plan import PlanComputation, compute_plan, plan_purge, stored_summary
+from mailhygiene.purge.views import plan_items_sample
 from mailhygiene.store import index_queries
 from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, StoredVerdict
 from mailhygiene.store.session import Store
@@ -315,3 +316,23 @@ def test_verdicts_leave_with_their_messages_and_new_mail_gets_one(mailbox: Store
             session, inbox.id, _messages(random.Random(7), 5000, 120), NOW
         )
     assert_same_plan(mailbox, POLICY, NOW)
+
+
+def test_a_plans_sample_is_the_first_items_of_each_reason(mailbox: Store) -> None:
+    summary = plan_purge(mailbox, POLICY, account=ACCOUNT, now=NOW, actor="t")
+    assert summary.ref is not None
+    assert len(summary.by_reason) > 2
+    with mailbox.transaction() as session:
+        plan = session.scalars(select(Plan).where(Plan.ref == summary.ref)).one()
+        rows = session.scalars(
+            select(PlanItem).where(PlanItem.plan_id == plan.id).order_by(PlanItem.id)
+        ).all()
+        taken: dict[str, int] = {}
+        expected = []
+        for row in rows:  # what a reviewer is shown: the first two of each reason
+            reason = f"{row.reason_kind}:{row.reason_name}"
+            if taken.get(reason, 0) < 2:
+                taken[reason] = taken.get(reason, 0) + 1
+                expected.append((row.uid, reason, row.reason_detail))
+    sample = plan_items_sample(mailbox, summary.ref, per_reason=2)
+    assert [(item["uid"], item["reason"], item["detail"]) for item in sample] == expected
