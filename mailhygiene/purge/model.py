@@ -66,6 +66,19 @@ class PlannedMessage(NamedTuple):
     reason_name: str
     reason_detail: str
 
+    def stored_item(self) -> StoredItem:
+        """This item as ``digest_items`` reads stored ones."""
+        return (
+            self.folder,
+            self.uidvalidity,
+            self.uid,
+            self.message_id,
+            self.size,
+            self.action.value,
+            self.reason_kind,
+            self.reason_name,
+        )
+
     def identity_line(self) -> str:
         """What the content hash covers of this item (``StoredItem`` rows give the same)."""
         return (

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -347,14 +348,14 @@ def _plan_in_store(
         due = _judge_touched(session, policy, tally, account=account, now=now)
         plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
         purge_queries.insert_plan(session, plan, tally.items)
-        retention_queries.store_purgeable(
+        stored = retention_queries.store_purgeable(
             session, plan.id, due.folders, due.key, now=now, action=action, excluding=due.judged
         )
         digest = digest_items(
             kind=kind,
             account=account,
             policy_hash=policy.source_hash,
-            items=purge_queries.stored_items(session, plan.id),
+            items=chain((item.stored_item() for item in tally.items), stored),
         )
         tally.drop_empty_totals()
         summary = PlanSummary(

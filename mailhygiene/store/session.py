@@ -145,14 +145,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 __all__ = ["Session", "Store", "normalise_url", "open_store"]
 
 
-def driver_cursor(session: Session, *, server_side: str) -> Any:
+def driver_cursor(session: Session, *, server_side: str | None = None) -> Any:
     """The database driver's own cursor in ``session``'s transaction, for reading many rows
-    without SQLAlchemy's per-row cost; on PostgreSQL a server-side cursor named
-    ``server_side``, so that a million rows are fetched in parts, not held at once."""
+    without SQLAlchemy's per-row cost. With ``server_side``, on PostgreSQL a server-side
+    cursor of that name (a query only), so that a million rows are fetched in parts, not
+    held at once."""
     connection = session.connection()
     dbapi = connection.connection.dbapi_connection
     if dbapi is None:  # pragma: no cover - only after the connection was invalidated
         raise StoreError("the database connection was lost; run the command again")
-    if connection.dialect.name == "postgresql":
+    if server_side is not None and connection.dialect.name == "postgresql":
         return dbapi.cursor(name=server_side)
     return dbapi.cursor()
