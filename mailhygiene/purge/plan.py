@@ -23,6 +23,7 @@ from mailhygiene.holds import held_rows, hold_lookup
 from mailhygiene.policy import Action, Policy, PurgeAction, decide
 from mailhygiene.purge.model import (
     ItemAction,
+    ItemsDigest,
     PlanKind,
     PlannedMessage,
     PlanStatus,
@@ -160,6 +161,38 @@ class _Tally:
             for name, (messages, size) in sorted(counts.items())
         }
 
+    def summary(
+        self,
+        digest: ItemsDigest,
+        policy: Policy,
+        *,
+        kind: PlanKind,
+        account: str,
+        now: datetime,
+        actor: str,
+        note: str = "",
+    ) -> PlanSummary:
+        """The summary of a plan of ``digest``'s items, with what this tally kept."""
+        return PlanSummary(
+            ref=None,
+            kind=kind.value,
+            account=account,
+            status=PlanStatus.PENDING.value,
+            created_at=now,
+            created_by=actor,
+            planned_for=now,
+            expires_at=None,
+            item_count=digest.count,
+            total_bytes=digest.bytes,
+            content_hash=digest.content_hash,
+            policy_hash=policy.source_hash,
+            by_folder=self.totals(digest.by_folder),
+            by_reason=self.totals(digest.by_reason),
+            kept=dict(sorted(self.kept.items())),
+            undated=self.undated,
+            note=note,
+        )
+
     def judge(self, row: facts_queries.IndexedRow, policy: Policy, now: datetime) -> None:
         verdict = decide(row.facts, policy, now)
         deciding = verdict.reasons[0]
@@ -212,25 +245,16 @@ def compute_plan(
             _plan_from_verdicts(session, policy, tally, account=account, now=now)
     tally.items.sort(key=itemgetter(0))  # by message_row
     items = tally.items
-    digest = content_hash(kind=kind, account=account, policy_hash=policy.source_hash, items=items)
-    summary = PlanSummary(
-        ref=None,
-        kind=kind.value,
-        account=account,
-        status=PlanStatus.PENDING.value,
-        created_at=now,
-        created_by=actor,
-        planned_for=now,
-        expires_at=None,
-        item_count=len(items),
-        total_bytes=sum(item.size for item in items),
-        content_hash=digest,
-        policy_hash=policy.source_hash,
-        by_folder=tally.totals(tally.by_folder),
-        by_reason=tally.totals(tally.by_reason),
-        kept=dict(sorted(tally.kept.items())),
-        undated=tally.undated,
+    digest = ItemsDigest(
+        content_hash=content_hash(
+            kind=kind, account=account, policy_hash=policy.source_hash, items=items
+        ),
+        count=len(items),
+        bytes=sum(item.size for item in items),
+        by_folder=tally.by_folder,
+        by_reason=tally.by_reason,
     )
+    summary = tally.summary(digest, policy, kind=kind, account=account, now=now, actor=actor)
     return PlanComputation(items=items, summary=summary)
 
 
@@ -358,24 +382,8 @@ def _plan_in_store(
             items=chain((item.stored_item() for item in tally.items), stored),
         )
         tally.drop_empty_totals()
-        summary = PlanSummary(
-            ref=None,
-            kind=kind.value,
-            account=account,
-            status=PlanStatus.PENDING.value,
-            created_at=now,
-            created_by=actor,
-            planned_for=now,
-            expires_at=None,
-            item_count=digest.count,
-            total_bytes=digest.bytes,
-            content_hash=digest.content_hash,
-            policy_hash=policy.source_hash,
-            by_folder=tally.totals(digest.by_folder),
-            by_reason=tally.totals(digest.by_reason),
-            kept=dict(sorted(tally.kept.items())),
-            undated=tally.undated,
-            note=note,
+        summary = tally.summary(
+            digest, policy, kind=kind, account=account, now=now, actor=actor, note=note
         )
         if not digest.count:
             session.delete(plan)  # nothing to do: no plan is stored
