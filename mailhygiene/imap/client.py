@@ -639,6 +639,29 @@ class ImapMailServer:
 
         return read
 
+    def open_reader(self, folder: str, uidvalidity: int) -> ImapMailServer | None:
+        """A second connection to the same account with ``folder`` opened read-only
+        (EXAMINE), to read identities while this connection waits for a pipelined
+        command's answer; the caller closes it. None when it cannot be opened (a server
+        that limits connections, a login or network failure) or when the folder it opened
+        has another UIDVALIDITY than ``uidvalidity``: the caller reads on this one then.
+
+        It only ever sends ``UID FETCH`` of identities, whose reader drops the untagged
+        EXPUNGEs the other connection's moves cause here, so nothing piles up.
+        """
+        reader = ImapMailServer(self.account, self._password)
+        try:
+            reader.connect()
+            status = reader.select(folder, readonly=True)
+        except ImapError:
+            reader.close()
+            return None
+        if status.uidvalidity != uidvalidity:
+            # why: identities read under another UIDVALIDITY would name other messages
+            reader.close()
+            return None
+        return reader
+
     def search_message_id(self, message_id: str) -> list[int]:
         """UIDs in the selected folder whose Message-ID header contains ``message_id``.
 

@@ -513,6 +513,10 @@ _USUAL_ORDER = re.compile(
     rb'\(UID (\d+) FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" '
     rb"RFC822\.SIZE (\d+)(?: MODSEQ \((\d+)\))? "
 )
+# The same for the identity items (no INTERNALDATE: its group matches empty).
+_IDENTITY_ORDER = re.compile(
+    rb"\(UID (\d+) FLAGS \(([^)]*)\) ()RFC822\.SIZE (\d+)(?: MODSEQ \((\d+)\))? "
+)
 _HEADER_ITEM = re.compile(rb"\bBODY\[HEADER\.FIELDS")
 _FLAG_TUPLES: dict[bytes, tuple[str, ...]] = {}
 
@@ -558,7 +562,7 @@ def identity_from_fetch(
 
 def parse_identity_fetch(data: list[Any]) -> list[MessageIdentity]:
     """The identities in imaplib's data for one ``UID FETCH`` of the identity items."""
-    return parse_fetch(data, identity_from_fetch)
+    return parse_fetch(data, identity_from_fetch, _IDENTITY_ORDER)
 
 
 def parse_index_fetch(data: list[Any]) -> list[IndexedMessage]:
@@ -566,16 +570,20 @@ def parse_index_fetch(data: list[Any]) -> list[IndexedMessage]:
     return parse_fetch(data, build_from_fetch)
 
 
-def parse_fetch(data: list[Any], build: _Builder[_Built]) -> list[_Built]:
+def parse_fetch(
+    data: list[Any], build: _Builder[_Built], order: re.Pattern[bytes] = _USUAL_ORDER
+) -> list[_Built]:
     """What ``build`` makes of each message in imaplib's data for one ``UID FETCH``.
 
     The data are ``(prefix, literal)`` tuples, each followed by the rest of its line.
     Untagged FETCH responses that carry no header item (unsolicited flag updates) are
     skipped; flag changes are picked up by the CONDSTORE or FLAGS pass. A plain
     function of picklable data, so a worker process can parse what the connection's
-    owner fetched (``ImapMailServer.fetch_index_raw``).
+    owner fetched (``ImapMailServer.fetch_index_raw``). ``order`` matches the items in
+    the order servers usually send them, in one pass (groups: UID, flags, INTERNALDATE,
+    size, MODSEQ); any other order is read one item at a time.
     """
-    usual_order = _USUAL_ORDER.search
+    usual_order = order.search
     messages: list[_Built] = []
     append = messages.append
     index, count = 0, len(data)

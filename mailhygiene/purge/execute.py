@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -50,6 +51,16 @@ BATCH_SIZE = 5000
 _ROUNDS = 3  # passes over what is planned: more only after a refused batch was settled
 
 
+class IdentityReader(Protocol):
+    """A second, read-only connection to the account with the folder open (EXAMINE)."""
+
+    def fetch_identity(self, uids: Sequence[int]) -> dict[int, MessageIdentity]: ...
+
+    def close(self) -> None:
+        """Log out; a second call (or one after the connection was lost) does nothing."""
+        ...
+
+
 class PurgeServer(Protocol):
     """What execution needs from a mail server (``ImapMailServer`` implements it)."""
 
@@ -69,6 +80,8 @@ class PurgeServer(Protocol):
     def move(self, uids: Sequence[int], destination: str) -> dict[int, int]: ...
 
     def send_move(self, uids: Sequence[int], destination: str) -> Callable[[], dict[int, int]]: ...
+
+    def open_reader(self, folder: str, uidvalidity: int) -> IdentityReader | None: ...
 
     def delete(self, uids: Sequence[int], *, unchanged_since: int | None = None) -> set[int]: ...
 
@@ -245,19 +258,31 @@ def _execute_folder(
         return first_batch, False
     batch_number = first_batch
     # Moves are pipelined, so that the server does not wait for us: batch N is judged
-    # and marked in flight while the server still moves batch N-1; once that move is
-    # read, batch N+1's identities are fetched and batch N's move is sent. The journal's database
-    # work runs on one helper thread, in order: batch N+1's index facts are read, and
-    # batch N-1's outcome recorded, while this thread waits for the server. What makes
-    # a crash safe is unchanged: every batch is marked in flight (committed) before the
-    # server command that names exactly its UIDs; a crash leaves at most two batches in
-    # flight, and a resumed run settles both from the server.
+    # and marked in flight while the server still moves batch N-1, and batch N's move is
+    # sent as soon as that move is read. Batch N's identities are read on a second,
+    # read-only connection (``open_reader``) while the server moves batch N-1: a FETCH
+    # is never pipelined behind a MOVE on the same connection (Dovecot answered such a
+    # FETCH with messages missing), but another session reads other UIDs beside it. The
+    # journal's database work runs on one helper thread, in order: batch N+1's index
+    # facts are read, and batch N-1's outcome recorded, while this thread waits for the
+    # server. What makes a crash safe is unchanged: every batch is marked in flight
+    # (committed) before the server command that names exactly its UIDs; a crash leaves
+    # at most two batches in flight, and a resumed run settles both from the server.
+    # Without a second connection (or once it fails), batch N+1's identities are read on
+    # this one after batch N-1's move was read and before batch N's is sent.
     # A delete is not pipelined (it runs when sent), so its identities are fetched after
     # the batch before it is done: as close to the delete as in an unpipelined run.
     pipelined = ItemAction(batches[0][0].action) is ItemAction.MOVE
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal:
+    reader = (
+        server.open_reader(folder, status.uidvalidity) if pipelined and len(batches) > 1 else None
+    )
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal,
+        _closing(reader),
+    ):
         facts = journal.submit(_indexed_rows, store, policy, account, batches[0])
         identities = server.fetch_identity(_uids(batches[0]))
+        read_aside = False  # whether ``identities`` came from the second connection
         moving: _Moving | None = None  # the previous batch: sent, its outcome not yet read
         recorded: Future[None] | None = None
 
@@ -303,6 +328,15 @@ def _execute_folder(
         for index, batch in enumerate(batches):
             batch_number += 1
             following = batches[index + 1] if index + 1 < len(batches) else None
+            missing = [i.uid for i in batch if i.uid not in identities] if read_aside else []
+            if missing:
+                # why: what the second connection did not return (gone, or that
+                # connection failed) is read again on this one, once the server is
+                # idle: "gone" is only ever concluded from the connection that moves
+                if moving is not None and not conclude(moving, []):
+                    return batch_number, True
+                moving = None
+                identities.update(server.fetch_identity(missing))
             verified, refusals = _judge(policy, batch, identities, facts.result(), now, kind)
             if following is not None:  # read while the server works and we journal
                 facts = journal.submit(_indexed_rows, store, policy, account, following)
@@ -312,10 +346,11 @@ def _execute_folder(
                 _mark_in_flight(store, verified, batch_number)
             if moving is not None and not conclude(moving, verified):
                 return batch_number, True
-            if following is not None and pipelined:
+            if following is not None and pipelined and reader is None:
                 # The server is idle here (the previous move was read above): a FETCH
-                # never runs beside a MOVE, whose expunges it could miss.
-                identities = server.fetch_identity(_uids(following))
+                # never runs beside a MOVE on the same connection, whose expunges it
+                # could miss.
+                identities, read_aside = server.fetch_identity(_uids(following)), False
             moving = None
             if verified:
                 moving = _Moving(
@@ -323,6 +358,15 @@ def _execute_folder(
                 )
             else:
                 _advance(report, progress, batch)
+            if following is not None and reader is not None:
+                identities, read_aside = {}, True
+                try:
+                    identities = reader.fetch_identity(_uids(following))
+                except ImapError:
+                    # why: the run goes on without it; the next batch's identities
+                    # are all read on this connection once its move is answered
+                    reader.close()
+                    reader = None
             if following is not None and not pipelined:
                 identities = server.fetch_identity(_uids(following))
         if moving is not None and not conclude(moving, []):
@@ -330,6 +374,16 @@ def _execute_folder(
         if recorded is not None:
             recorded.result()
     return batch_number, False
+
+
+@contextmanager
+def _closing(reader: IdentityReader | None) -> Iterator[None]:
+    """Close the second connection, if there is one, however the folder's run ends."""
+    try:
+        yield
+    finally:
+        if reader is not None:
+            reader.close()
 
 
 def _uids(batch: Sequence[JournalItem]) -> list[int]:

@@ -16,6 +16,8 @@ write of ACTION (``move`` or ``delete``): ``before`` it is sent, ``sent`` right 
 its command line left the socket (before any answer), or ``after`` the server answered
 (before the journal records the outcome). A move is pipelined (``send_move`` sends it,
 the function it returns reads the answer later): ``after`` is when that answer is read.
+ACTION ``read`` is the N-th identity read on the second, read-only connection
+(``open_reader``), which runs while the previous batch's move is on the server.
 ``--pause-at ACTION:N --resume-file PATH`` stops before the N-th write (announcing
 ``paused``) until PATH exists: the run then holds the account lock with a verified batch
 in flight, for concurrency tests.
@@ -44,7 +46,7 @@ from mailhygiene.store.session import open_store
 from tests.faults.world import NOW, PASSWORD_ENV, fault_policy
 
 PAUSE_LIMIT = 60.0
-_COMMAND_WORD = {"move": b" UID MOVE ", "delete": b" UID EXPUNGE "}
+_COMMAND_WORD = {"move": b" UID MOVE ", "delete": b" UID EXPUNGE ", "read": b" UID FETCH "}
 _METHOD = {"move": "send_move", "delete": "delete"}  # what execute_plan calls per batch
 
 
@@ -69,29 +71,50 @@ def _install_die_at(spec: str) -> None:
     if action not in _COMMAND_WORD or when not in ("before", "sent", "after"):
         raise SystemExit(f"bad --die-at {spec!r}")
     target = int(number_text)
-    calls = {"n": 0}
-    method = _METHOD[action]
-    original: Callable[..., Any] = getattr(ImapMailServer, method)
+    calls = {"n": 0, "reading": 0}
 
-    def wrapped(self: ImapMailServer, uids: Sequence[int], *args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        call = calls["n"]
-        if call == target and when == "before":
-            _die()
-        result = original(self, uids, *args, **kwargs)
-        if call == target and when == "after":
-            if method == "send_move":
-                return then(result, _die)
-            _die()
-        return result
+    def wrap(original: Callable[..., Any], *, pipelined: bool) -> Callable[..., Any]:
+        def wrapped(self: ImapMailServer, uids: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            call = calls["n"]
+            if call == target and when == "before":
+                _die()
+            calls["reading"] = call
+            try:
+                result = original(self, uids, *args, **kwargs)
+            finally:
+                calls["reading"] = 0
+            if call == target and when == "after":
+                if pipelined:
+                    return then(result, _die)
+                _die()
+            return result
 
-    setattr(ImapMailServer, method, wrapped)
+        return wrapped
+
+    if action == "read":
+        open_reader = ImapMailServer.open_reader
+
+        def opening(self: ImapMailServer, folder: str, uidvalidity: int) -> Any:
+            reader = open_reader(self, folder, uidvalidity)
+            if reader is not None:  # only the second connection's reads are counted
+                fetch = wrap(ImapMailServer.fetch_identity, pipelined=False)
+                reader.fetch_identity = lambda uids: fetch(reader, uids)  # type: ignore[method-assign]
+            return reader
+
+        ImapMailServer.open_reader = opening  # type: ignore[method-assign]
+    else:
+        method = _METHOD[action]
+        original = getattr(ImapMailServer, method)
+        setattr(ImapMailServer, method, wrap(original, pipelined=method == "send_move"))
     if when == "sent":
         send = imaplib.IMAP4.send
 
         def sending(self: imaplib.IMAP4, data: bytes) -> None:
             send(self, data)
-            if _COMMAND_WORD[action] in data and calls["n"] == target:
+            # why: a read's FETCH is told from the first connection's by the call it is in
+            counted = calls["reading"] == target if action == "read" else calls["n"] == target
+            if _COMMAND_WORD[action] in data and counted:
                 _die()
 
         imaplib.IMAP4.send = sending  # type: ignore[method-assign,assignment]

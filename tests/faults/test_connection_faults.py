@@ -342,3 +342,50 @@ def test_connection_lost_during_login_is_a_connect_error_not_a_wrong_password(
         assert not _judge_failure(caught.value, settings).startswith("BAD"), str(caught.value)
     finally:
         drop_world(world)
+
+
+def test_faults_on_the_second_connection_fall_back_and_lose_nothing(
+    dovecot: ThrowawayDovecot, proxy: FaultProxy, tmp_path: Path, seed: int
+) -> None:
+    """Identities are read on a second, read-only connection (one per folder) while the
+    first one moves. Breaking it at any byte (while it logs in, opens the folder or
+    reads) must leave the run to finish on the first connection: everything planned
+    moved, nothing taken for gone."""
+    rng = random.Random(seed)
+    budget: tuple[int, int] | None = None
+    struck = 0
+    for number in range(len(FAULTS) + 1):
+        world = new_world(dovecot, f"sqlite:///{tmp_path / f'reader{number}.db'}", timeout=TIMEOUT)
+        try:
+            _populate(world, rng)
+            world.sync()
+            ref = world.plan()
+            world.approve(ref)
+            before = world.server_state()
+            first = len(proxy.transcripts)
+            with world.server(_via(world, proxy, TIMEOUT)) as server:
+                if budget is None:  # calibrate: an undisturbed run
+                    proxy.arm(None)
+                    fault = None
+                else:
+                    kind, direction = FAULTS[(number - 1) % len(FAULTS)]
+                    total = budget[0 if direction == "down" else 1]
+                    fault = Fault(kind, rng.randint(0, total), direction)
+                    # the connection opened after this one: the first folder's reader
+                    proxy.arm(fault)
+                report = world.execute(ref, server=server)
+            runs = proxy.transcripts[first:]
+            if budget is None:
+                assert len(runs) == 3, runs  # the first connection and one reader per folder
+                budget = (runs[1].down, runs[1].up)
+            else:
+                assert not runs[0].struck
+                struck += runs[1].struck
+            print(f"reader trial {number}: {fault} struck={runs[1].struck} -> {report.status}")
+            assert report.status == "done", report
+            check = check_purge(world, ref, before)
+            assert check.ok, f"{fault}: {check.problems()}"
+            assert check.done == check.planned, check.skip_reasons
+        finally:
+            drop_world(world)
+    assert struck >= len(FAULTS) - 2

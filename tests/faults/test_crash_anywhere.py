@@ -477,3 +477,30 @@ def test_kill_with_two_batches_in_flight_then_resume_settles_both(
         assert check.ok, f"{check.problems()}; reconciled {report.reconciled}"
     finally:
         drop_world(world)
+
+
+@pytest.mark.parametrize("when", ["sent", "after"])
+def test_kill_while_the_second_connection_reads_then_resume_settles(
+    forkserver: ForkServerContext, dovecot: ThrowawayDovecot, tmp_path: Path, when: str
+) -> None:
+    """Batch 3's identities are read on the second, read-only connection while batch 2's
+    move is on the server: a kill there leaves batch 2 in flight (sent, maybe moved) and
+    perhaps batch 1 (moved, its outcome not yet recorded); the resume settles them."""
+    world = new_world(dovecot, f"sqlite:///{tmp_path / 'mh.db'}")
+    try:
+        ref, protected = build_trial_world(world, random.Random(13))
+        before = world.server_state()
+        killed, _ = _run_child(
+            forkserver, world, ref, PurgeAction.MOVE, delay=None, die_at=f"read:2:{when}"
+        )
+        assert killed
+        left = Counter(item.batch for item in world.items(ref) if item.state == "in_flight")
+        assert 2 in left, left
+        assert set(left) <= {1, 2}, left
+        report = world.execute(ref, batch_size=BATCH)
+        assert sum(report.reconciled.values()) == sum(left.values()), report.reconciled
+        check = check_purge(world, ref, before, protected=protected)
+        assert check.ok, f"{check.problems()}; reconciled {report.reconciled}"
+        assert check.done + check.skipped == check.planned
+    finally:
+        drop_world(world)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import imaplib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,13 +19,14 @@ from sqlalchemy import select, update
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount, ThrowawayDovecot
 from mailhygiene.devtools.mailbox import append_messages, message_bytes
-from mailhygiene.errors import SafetyRefusal
+from mailhygiene.errors import ImapError, SafetyRefusal
 from mailhygiene.holds import place_hold
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncRequest, sync_account
+from mailhygiene.mailbox import MessageIdentity
 from mailhygiene.policy import Duration, Policy, PurgeAction
 from mailhygiene.purge.approve import approve_plan
-from mailhygiene.purge.execute import execute_plan
+from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.purge.model import ItemState
 from mailhygiene.purge.plan import plan_purge
 from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
@@ -465,3 +468,186 @@ def test_quarantine_expunge_keeps_mail_that_got_a_case_keyword(world: World) -> 
     assert report.expunged == 5
     assert sum(report.skipped.values()) == 1
     assert len(world.folder_message_ids("Quarantine")) == 1
+
+
+# -- the second, read-only connection that reads identities beside the moves ----------
+
+
+def _plan_in_batches(world: World) -> str:
+    """36 planned messages in INBOX: 8 batches of 5 (the last of 1)."""
+    world.deliver("INBOX", 30, OLD, "more")
+    world.sync()
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    return ref
+
+
+def _execute_in_batches(world: World, ref: str) -> ExecutionReport:
+    with world.server() as server:
+        return execute_plan(
+            world.store, server, world.policy, ref, actor="manager", now=NOW, batch_size=5
+        )
+
+
+@dataclass
+class ReaderSpy:
+    """Records what execute_plan does with both connections, in order."""
+
+    events: list[tuple[str, frozenset[int]]] = field(default_factory=list)
+    readers: list[ImapMailServer] = field(default_factory=list)
+    first_reads: list[frozenset[int]] = field(default_factory=list)  # on the moving connection
+
+    def install(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        alter: Callable[[ImapMailServer, list[int], dict[int, MessageIdentity]], None] = (
+            lambda _reader, _uids, _found: None
+        ),
+    ) -> None:
+        send_move, open_reader = ImapMailServer.send_move, ImapMailServer.open_reader
+        fetch_identity = ImapMailServer.fetch_identity
+
+        def sending(
+            server: ImapMailServer, uids: Sequence[int], destination: str
+        ) -> Callable[[], dict[int, int]]:
+            self.events.append(("move", frozenset(uids)))
+            return send_move(server, uids, destination)
+
+        def opening(server: ImapMailServer, folder: str, uidvalidity: int) -> ImapMailServer | None:
+            reader = open_reader(server, folder, uidvalidity)
+            assert reader is not None
+            self.readers.append(reader)
+            return reader
+
+        def fetching(server: ImapMailServer, uids: Sequence[int]) -> dict[int, MessageIdentity]:
+            if not any(server is reader for reader in self.readers):
+                found = fetch_identity(server, uids)
+                self.first_reads.append(frozenset(uids))
+                return found
+            self.events.append(("read", frozenset(uids)))
+            found = fetch_identity(server, uids)
+            # the moves' EXPUNGE notices reach this session and are dropped, not kept
+            kept = server.client._imap.untagged_responses
+            assert not {"EXPUNGE", "FETCH", "VANISHED"} & set(kept), kept
+            alter(server, list(uids), found)
+            return found
+
+        monkeypatch.setattr(ImapMailServer, "send_move", sending)
+        monkeypatch.setattr(ImapMailServer, "open_reader", opening)
+        monkeypatch.setattr(ImapMailServer, "fetch_identity", fetching)
+
+
+def test_next_batch_is_read_on_a_second_connection_while_the_move_runs(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _plan_in_batches(world)
+    spy = ReaderSpy()
+    spy.install(monkeypatch)
+    report = _execute_in_batches(world, ref)
+    assert report.status == "done"
+    assert report.done == 36
+    assert not report.skipped
+    assert len(spy.readers) == 1
+    moves = [uids for kind, uids in spy.events if kind == "move"]
+    assert [len(uids) for uids in moves] == [5] * 7 + [1]
+    # Batch N+1 is read after batch N's move was sent and before its own: never earlier.
+    expected = [("move", moves[0])]
+    for batch in moves[1:]:
+        expected += [("read", batch), ("move", batch)]
+    assert spy.events == expected
+    assert spy.first_reads == [moves[0]]  # only the first batch is read on the moving one
+    assert world.folder_message_ids("INBOX") == {f"new-{i}@example.se" for i in range(3)}
+    assert len(world.folder_message_ids("Quarantine")) == 36
+
+
+def test_second_connection_lost_mid_run_falls_back_to_the_first(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _plan_in_batches(world)
+    reads = {"n": 0}
+
+    def lose_after_the_second_read(
+        reader: ImapMailServer, _uids: list[int], _found: dict[int, MessageIdentity]
+    ) -> None:
+        reads["n"] += 1
+        if reads["n"] == 2:  # the third read meets a lost connection
+            reader.client._imap.sock.shutdown(socket.SHUT_RDWR)
+
+    spy = ReaderSpy()
+    spy.install(monkeypatch, lose_after_the_second_read)
+    report = _execute_in_batches(world, ref)
+    assert report.status == "done"
+    assert report.done == 36
+    assert not report.skipped  # nothing taken for gone because the reader failed
+    moves = [uids for kind, uids in spy.events if kind == "move"]
+    reads_aside = [uids for kind, uids in spy.events if kind == "read"]
+    assert reads_aside == moves[1:4]  # the third read failed; none after it
+    # the failed read's batch, and every batch after it, are read on the moving connection
+    assert spy.first_reads == [moves[0], *moves[3:]]
+    assert len(world.folder_message_ids("Quarantine")) == 36
+
+
+def test_what_the_second_connection_misses_is_read_again_on_the_first(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's answer that lacks a message (as Dovecot's once did) does not make it
+    "gone": only the connection that moves may say so."""
+    ref = _plan_in_batches(world)
+    dropped: list[int] = []
+
+    def drop_one(
+        _reader: ImapMailServer, _uids: list[int], found: dict[int, MessageIdentity]
+    ) -> None:
+        uid = min(found)
+        dropped.append(uid)
+        del found[uid]
+
+    spy = ReaderSpy()
+    spy.install(monkeypatch, drop_one)
+    report = _execute_in_batches(world, ref)
+    assert report.done == 36
+    assert not report.skipped
+    assert spy.first_reads[1:] == [frozenset([uid]) for uid in dropped]
+    assert len(world.folder_message_ids("Quarantine")) == 36
+
+
+def test_message_expunged_by_someone_else_is_gone_also_when_read_aside(world: World) -> None:
+    ref = _plan_in_batches(world)
+    conn = world.imap()
+    conn.select("INBOX")
+    _typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", "more-20@example.se")
+    conn.uid("STORE", data[0].decode(), "+FLAGS", "(\\Deleted)")
+    conn.uid("EXPUNGE", data[0].decode())
+    conn.logout()
+    report = _execute_in_batches(world, ref)
+    assert report.done == 35
+    assert report.skipped == {"gone from the server before execution": 1}
+
+
+def test_without_a_second_connection_the_run_reads_on_the_first(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _plan_in_batches(world)
+    monkeypatch.setattr(ImapMailServer, "open_reader", lambda *_args: None)
+    report = _execute_in_batches(world, ref)
+    assert report.done == 36
+    assert not report.skipped
+    assert len(world.folder_message_ids("Quarantine")) == 36
+
+
+def test_second_connection_opens_read_only_under_the_same_uidvalidity(world: World) -> None:
+    with world.server() as server:
+        status = server.select("INBOX", readonly=False)
+        assert server.open_reader("INBOX", status.uidvalidity + 1) is None
+        assert server.open_reader("No such folder", status.uidvalidity) is None
+        reader = server.open_reader("INBOX", status.uidvalidity)
+        assert reader is not None
+        try:
+            uids = server.search_uids()
+            assert reader.fetch_identity(uids) == server.fetch_identity(uids)
+            before = server.fetch_identity(uids[:1])
+            with suppress(ImapError):  # EXAMINE: it can change nothing (Dovecot says OK)
+                reader.add_flags(uids[:1], ["\\Seen"])
+            assert server.fetch_identity(uids[:1]) == before
+        finally:
+            reader.close()
