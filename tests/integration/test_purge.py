@@ -624,6 +624,27 @@ def test_message_expunged_by_someone_else_is_gone_also_when_read_aside(world: Wo
     assert report.skipped == {"gone from the server before execution": 1}
 
 
+def test_keyword_added_since_the_plan_keeps_the_message_also_when_read_aside(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flags the second connection reads are the server's now: a case keyword set
+    by another client on a message of a later batch keeps it."""
+    ref = _plan_in_batches(world)
+    conn = world.imap()
+    conn.select("INBOX")
+    _typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", "more-20@example.se")
+    uid = int(data[0])
+    conn.uid("STORE", str(uid), "+FLAGS", "($Reklamation)")
+    conn.logout()
+    spy = ReaderSpy()
+    spy.install(monkeypatch)
+    report = _execute_in_batches(world, ref)
+    assert any(kind == "read" and uid in uids for kind, uids in spy.events)  # read aside
+    assert report.done == 35
+    assert report.skipped == {"case keyword added on the server since the plan": 1}
+    assert "more-20@example.se" in world.folder_message_ids("INBOX")
+
+
 def test_without_a_second_connection_the_run_reads_on_the_first(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
