@@ -79,19 +79,15 @@ class PlannedMessage(NamedTuple):
             self.reason_name,
         )
 
-    def identity_line(self) -> str:
-        """What the content hash covers of this item (``StoredItem`` rows give the same)."""
-        return (
-            f"{self.folder}\t{self.uidvalidity}\t{self.uid}\t{self.message_id}\t"
-            f"{self.size}\t{self.action.value}"
-        )
-
 
 def content_hash(
     *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[PlannedMessage]
 ) -> str:
     """sha256 over the plan's identity: kind, account, policy and every item's identity."""
-    return _hash_lines(kind, account, policy_hash, [item.identity_line() for item in items])
+    stored = (item.stored_item() for item in items)
+    return digest_items(
+        kind=kind, account=account, policy_hash=policy_hash, items=stored
+    ).content_hash
 
 
 StoredItem = tuple[str, int, int, str, int, str, str, str]
@@ -113,8 +109,9 @@ class ItemsDigest:
 def digest_items(
     *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[StoredItem]
 ) -> ItemsDigest:
-    """``content_hash`` (the same bytes as ``PlannedMessage.identity_line``) and the totals
-    by folder and reason of stored items, in one pass and without building plan items."""
+    """The content hash and the totals by folder and reason of stored items, in one pass and
+    without building plan items; the one place that says which bytes of an item the hash
+    covers."""
     lines: list[str] = []
     groups: dict[tuple[str, str, str], list[int]] = {}
     for folder, validity, uid, message_id, size, action, reason_kind, reason_name in items:
