@@ -308,9 +308,7 @@ def _judge_touched(
         tally.keep(verdict_kind, count)
     # ``kept_by_kind`` counted the judged messages by their verdicts; ``tally.judge``
     # counted them by what decide made of them: take the verdicts' share out again.
-    for folder_id, _size, verdict_kind, _name, keep_until in retention_queries.verdicts_of(
-        session, judged, key
-    ):
+    for folder_id, verdict_kind, keep_until in retention_queries.verdicts_of(session, judged, key):
         if folder_id in folders and (keep_until is None or keep_until > now):
             tally.keep(verdict_kind, -1)
     return _DueByVerdict(folders, key, judged)

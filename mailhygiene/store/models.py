@@ -49,20 +49,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def aware_utc(value: str | datetime | None) -> datetime | None:
-    """A ``UTCDateTime`` value as the driver returns it when read raw (``type_coerce``
-    to ``NullType``: text on SQLite, a naive datetime on PostgreSQL), made aware.
-
-    For hot loops over many rows, where SQLAlchemy's per-value processing costs more
-    than the rest of the row.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
-    return value.replace(tzinfo=UTC)
-
-
 def naive_utc(value: datetime | None) -> datetime | None:
     """What ``UTCDateTime`` binds: naive UTC (for the driver's own executemany)."""
     if value is None:

@@ -285,8 +285,8 @@ def kept_by_kind(
     return Counter({kind: count for kind, count in rows})  # noqa: C416 - dict(Result) misreads
 
 
-StoredVerdictRow = tuple[int, int, str, str, datetime | None]
-"""Folder id, size, verdict kind, verdict name, keep until."""
+StoredVerdictRow = tuple[int, str, datetime | None]
+"""Folder id, verdict kind, keep until."""
 
 
 def verdicts_of(
@@ -298,19 +298,13 @@ def verdicts_of(
     connection = session.connection()
     for start in range(0, len(ordered), _CHUNK):
         query = (
-            select(
-                Message.folder_id,
-                Message.size,
-                StoredVerdict.kind,
-                StoredVerdict.name,
-                StoredVerdict.keep_until,
-            )
+            select(Message.folder_id, StoredVerdict.kind, StoredVerdict.keep_until)
             .join(StoredVerdict, StoredVerdict.message_id == Message.id)
             .where(Message.id.in_(ordered[start : start + _CHUNK]), key.current())
         )
         rows = connection.execute(query)
-        for folder_id, size, kind, name, keep_until in rows:  # noqa: UP028 - plain tuples
-            yield folder_id, size, kind, name, keep_until
+        for folder_id, kind, keep_until in rows:  # noqa: UP028 - plain tuples
+            yield folder_id, kind, keep_until
 
 
 def case_touched_rows(
