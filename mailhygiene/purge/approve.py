@@ -15,7 +15,7 @@ from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
 from mailhygiene.errors import SafetyRefusal
 from mailhygiene.policy import Policy
-from mailhygiene.purge.model import PlanKind, PlanStatus, digest_items
+from mailhygiene.purge.model import PlanKind, PlanStatus
 from mailhygiene.store import purge_queries
 from mailhygiene.store.models import Approval, Plan
 from mailhygiene.store.session import Session, Store
@@ -130,13 +130,8 @@ def _check_approvable(session: Session, plan: Plan, now: datetime) -> None:
 
 def verify_plan_integrity(session: Session, plan: Plan) -> None:
     """Recompute the content hash from the stored items; refuse if they were altered."""
-    actual = digest_items(
-        kind=PlanKind(plan.kind),
-        account=plan.account,
-        policy_hash=plan.policy_hash,
-        items=purge_queries.stored_items(session, plan.id),
-    )
-    if actual.content_hash != plan.content_hash or actual.count != plan.item_count:
+    actual, count = purge_queries.stored_content_hash(session, plan)
+    if actual != plan.content_hash or count != plan.item_count:
         # why: the items are not what was planned and shown; executing them is not authorised
         raise SafetyRefusal(
             f"plan {plan.ref} was altered after it was made (content hash mismatch); "

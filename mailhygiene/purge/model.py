@@ -66,38 +66,34 @@ class PlannedMessage(NamedTuple):
     reason_name: str
     reason_detail: str
 
-    def stored_item(self) -> StoredItem:
-        """This item as ``digest_items`` reads stored ones."""
-        return (
-            self.folder,
-            self.uidvalidity,
-            self.uid,
-            self.message_id,
-            self.size,
-            self.action.value,
-            self.reason_kind,
-            self.reason_name,
-        )
+
+HASH_LINE_COLUMNS = ("folder", "uidvalidity", "uid", "message_id", "size", "action")
+"""The plan item columns the content hash covers: one line per item, these values in this
+order, tab-separated (integers in decimal, the action by its value). ``hash_line`` writes
+it for an item in memory; ``store.purge_queries`` has the database write it for stored
+items, so a stored plan is hashed without reading its items into Python."""
+
+
+def hash_line(item: PlannedMessage) -> str:
+    """``item``'s line of the content hash (``HASH_LINE_COLUMNS``)."""
+    return (
+        f"{item.folder}\t{item.uidvalidity}\t{item.uid}\t{item.message_id}\t"
+        f"{item.size}\t{item.action.value}"
+    )
 
 
 def content_hash(
     *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[PlannedMessage]
 ) -> str:
     """sha256 over the plan's identity: kind, account, policy and every item's identity."""
-    stored = (item.stored_item() for item in items)
-    return digest_items(
-        kind=kind, account=account, policy_hash=policy_hash, items=stored
-    ).content_hash
-
-
-StoredItem = tuple[str, int, int, str, int, str, str, str]
-"""A stored plan item as ``digest_items`` reads it: folder, UIDVALIDITY, UID, Message-ID,
-size, action (its plain value), reason kind, reason name."""
+    return hash_lines(
+        kind=kind, account=account, policy_hash=policy_hash, lines=[hash_line(i) for i in items]
+    )
 
 
 @dataclass(frozen=True)
 class ItemsDigest:
-    """What a plan's stored items add up to: their content hash, and totals."""
+    """What a plan's items add up to: their content hash, and totals."""
 
     content_hash: str
     count: int
@@ -106,33 +102,22 @@ class ItemsDigest:
     by_reason: dict[str, list[int]]  # "kind:name" → [messages, bytes]
 
 
-def digest_items(
-    *, kind: PlanKind, account: str, policy_hash: str, items: Iterable[StoredItem]
-) -> ItemsDigest:
-    """The content hash and the totals by folder and reason of stored items, in one pass and
-    without building plan items; the one place that says which bytes of an item the hash
-    covers."""
-    lines: list[str] = []
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for folder, validity, uid, message_id, size, action, reason_kind, reason_name in items:
-        lines.append(f"{folder}\t{validity}\t{uid}\t{message_id}\t{size}\t{action}")
-        group = (folder, reason_kind, reason_name)
-        totals = groups.get(group)
-        if totals is None:
-            groups[group] = [1, size]
-        else:
-            totals[0] += 1
-            totals[1] += size
+ItemGroup = tuple[str, str, str, int, int]
+"""Items of one folder and reason: folder, reason kind, reason name, messages, bytes."""
+
+
+def digest_of(content_hash: str, groups: Iterable[ItemGroup]) -> ItemsDigest:
+    """The digest of items with ``content_hash`` and these totals by folder and reason."""
     by_folder: dict[str, list[int]] = {}
     by_reason: dict[str, list[int]] = {}
-    for (folder, reason_kind, reason_name), (messages, size) in groups.items():
+    for folder, reason_kind, reason_name, messages, size in groups:
         for counts, name in ((by_folder, folder), (by_reason, f"{reason_kind}:{reason_name}")):
             totals = counts.setdefault(name, [0, 0])
             totals[0] += messages
             totals[1] += size
     return ItemsDigest(
-        content_hash=_hash_lines(kind, account, policy_hash, lines),
-        count=len(lines),
+        content_hash=content_hash,
+        count=sum(messages for messages, _size in by_folder.values()),
         bytes=sum(size for _messages, size in by_folder.values()),
         by_folder=by_folder,
         by_reason=by_reason,
@@ -142,7 +127,9 @@ def digest_items(
 _HASH_LINES = 10_000
 
 
-def _hash_lines(kind: PlanKind, account: str, policy_hash: str, lines: list[str]) -> str:
+def hash_lines(*, kind: PlanKind, account: str, policy_hash: str, lines: list[str]) -> str:
+    """The content hash of a plan whose items have these ``hash_line``s, in any order
+    (``lines`` is sorted in place)."""
     digest = hashlib.sha256()
     digest.update(f"{kind.value}\n{account}\n{policy_hash}\n".encode())
     lines.sort()

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -28,7 +27,7 @@ from mailhygiene.purge.model import (
     PlannedMessage,
     PlanStatus,
     content_hash,
-    digest_items,
+    digest_of,
     plan_ref,
 )
 from mailhygiene.retention import refresh_verdicts, verdict_key
@@ -370,15 +369,12 @@ def _plan_in_store(
         due = _judge_touched(session, policy, tally, account=account, now=now)
         plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
         purge_queries.insert_plan(session, plan, tally.items)
-        stored = retention_queries.store_purgeable(
+        retention_queries.store_purgeable(
             session, plan.id, due.folders, due.key, now=now, action=action, excluding=due.judged
         )
-        digest = digest_items(
-            kind=kind,
-            account=account,
-            policy_hash=policy.source_hash,
-            items=chain((item.stored_item() for item in tally.items), stored),
-        )
+        # why: hashed exactly as approving and executing will verify it, from what is stored
+        stored_hash, _count = purge_queries.stored_content_hash(session, plan)
+        digest = digest_of(stored_hash, purge_queries.item_groups(session, plan.id))
         tally.drop_empty_totals()
         summary = tally.summary(
             digest, policy, kind=kind, account=account, now=now, actor=actor, note=note

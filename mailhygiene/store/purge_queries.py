@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -11,7 +11,14 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mailhygiene.errors import NotFoundError
-from mailhygiene.purge.model import ItemState, PlannedMessage, StoredItem
+from mailhygiene.purge.model import (
+    HASH_LINE_COLUMNS,
+    ItemGroup,
+    ItemState,
+    PlanKind,
+    PlannedMessage,
+    hash_lines,
+)
 from mailhygiene.store.models import (
     Account,
     Approval,
@@ -100,29 +107,53 @@ def list_plans(session: Session, *, account: str | None = None, limit: int = 50)
     return list(session.scalars(query))
 
 
-_STORED_ITEMS = (
-    "SELECT folder, uidvalidity, uid, message_id, size, action, reason_kind, reason_name "
-    "FROM plan_items WHERE plan_id = {marker}"
-)
+# why: a literal tab inside the quotes (valid in SQLite and PostgreSQL alike)
+_HASH_LINE_SQL = " || '\t' || ".join(HASH_LINE_COLUMNS)
+_STORED_HASH_LINES = "SELECT {line} FROM plan_items WHERE plan_id = {marker}"
 
 
-def stored_items(session: Session, plan_id: int) -> Iterator[StoredItem]:
-    """The plan's items as stored, as much as its content hash and totals need
-    (``purge.model.digest_items``).
+def stored_content_hash(session: Session, plan: Plan) -> tuple[str, int]:
+    """The content hash of ``plan``'s items as stored, and how many there are.
 
-    Read through the driver's own cursor (a server-side one on PostgreSQL): a plan may
-    hold a million items, and SQLAlchemy's rows would cost more than the query.
+    The database writes each item's line of the hash (``purge.model.HASH_LINE_COLUMNS``):
+    a plan may hold a million items, and reading them as rows would cost more than the
+    query. A server-side cursor on PostgreSQL.
     """
     session.flush()
     postgresql = session.get_bind().dialect.name == "postgresql"
-    cursor = driver_cursor(session, server_side="mailhygiene_plan_items")
-    marker = "%s" if postgresql else "?"
+    cursor = driver_cursor(session, server_side="mailhygiene_plan_lines")
+    lines: list[str] = []
     try:
-        cursor.execute(_STORED_ITEMS.format(marker=marker), (plan_id,))
+        marker = "%s" if postgresql else "?"
+        cursor.execute(_STORED_HASH_LINES.format(line=_HASH_LINE_SQL, marker=marker), (plan.id,))
         while rows := cursor.fetchmany(_ROWS_PER_FETCH):
-            yield from rows
+            lines += [line for (line,) in rows]
     finally:
         cursor.close()
+    digest = hash_lines(
+        kind=PlanKind(plan.kind), account=plan.account, policy_hash=plan.policy_hash, lines=lines
+    )
+    return digest, len(lines)
+
+
+def item_groups(session: Session, plan_id: int) -> list[ItemGroup]:
+    """The plan's items by folder and reason: how many, and their bytes."""
+    session.flush()
+    query = (
+        select(
+            PlanItem.folder,
+            PlanItem.reason_kind,
+            PlanItem.reason_name,
+            func.count(),
+            func.coalesce(func.sum(PlanItem.size), 0),
+        )
+        .where(PlanItem.plan_id == plan_id)
+        .group_by(PlanItem.folder, PlanItem.reason_kind, PlanItem.reason_name)
+    )
+    return [
+        (folder, kind, name, int(messages), int(size))  # PostgreSQL sums to Decimal
+        for folder, kind, name, messages, size in session.execute(query)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage, StoredItem
+from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
 from mailhygiene.store.case_queries import contains_ignoring_case
 from mailhygiene.store.facts_queries import indexed_select
 from mailhygiene.store.models import (
@@ -144,8 +144,7 @@ _STORE_DUE_ITEMS = (
     "SELECT {marker}, m.id, f.name, coalesce(f.uidvalidity, 0), m.uid, m.message_id, m.size, "
     "m.internal_date, {marker}, v.kind, v.name, v.detail, {marker}, '' "
     "FROM messages m JOIN folders f ON f.id = m.folder_id "
-    "JOIN retention_verdicts v ON v.message_id = m.id WHERE {due} "
-    "RETURNING folder, uidvalidity, uid, message_id, size, action, reason_kind, reason_name"
+    "JOIN retention_verdicts v ON v.message_id = m.id WHERE {due}"
 )
 
 
@@ -246,28 +245,19 @@ def store_purgeable(
     now: datetime,
     action: ItemAction,
     excluding: Collection[int] = (),
-) -> Iterator[StoredItem]:
+) -> None:
     """Store as items of ``plan_id`` what ``purgeable`` would return, in one statement
-    (the rows never pass through Python), and yield them as stored (``RETURNING``).
-
-    The statement runs when iteration starts; read every row.
-    """
+    (the rows never pass through Python)."""
     if not folders:
         return
     session.flush()
     connection = session.connection()
     postgresql = connection.dialect.name == "postgresql"
     due, parameters = _due(postgresql, folders, key, now, excluding)
-    cursor = driver_cursor(session)
-    try:
-        cursor.execute(
-            _STORE_DUE_ITEMS.format(marker="%s" if postgresql else "?", due=due),
-            (plan_id, action.value, ItemState.PLANNED.value, *parameters),
-        )
-        while rows := cursor.fetchmany(_ROWS_PER_FETCH):
-            yield from rows
-    finally:
-        cursor.close()
+    connection.exec_driver_sql(
+        _STORE_DUE_ITEMS.format(marker="%s" if postgresql else "?", due=due),
+        (plan_id, action.value, ItemState.PLANNED.value, *parameters),
+    )
 
 
 def kept_by_kind(
