@@ -31,12 +31,12 @@ from mailhygiene.imap.protocol import MailServer
 from mailhygiene.imap.wire import AscendingUids
 from mailhygiene.index_pipeline import (
     BatchOutcome,
-    Parallelism,
     RawIndexSource,
     index_in_workers,
     parallel_source,
 )
 from mailhygiene.mailbox import IndexedMessage
+from mailhygiene.processes import Parallelism
 from mailhygiene.store import index_queries as q
 from mailhygiene.store.session import Store
 

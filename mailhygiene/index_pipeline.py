@@ -29,21 +29,17 @@ with the worker's traceback as a note; later batches are not submitted.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 import traceback
-import types
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Lock
@@ -52,10 +48,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from mailhygiene.errors import MailhygieneError
 from mailhygiene.mailbox import IndexedMessage
+from mailhygiene.processes import (
+    Parallelism,
+    children_ignore_sigint,
+    end_with_parent,
+    main_module_hidden,
+)
 from mailhygiene.store import index_queries as q
 from mailhygiene.store.session import Store, open_store
 
-PARALLEL_THRESHOLD = 20_000
 _IN_FLIGHT_PER_WORKER = 4  # batches handed out but not yet committed, per worker
 _POLL_S = 0.2
 _RECORD_EVERY_S = 0.25
@@ -64,19 +65,6 @@ _STOP_WAIT_S = 10.0
 
 RawBatch = tuple[list[int], list[Any]]
 Parser = Callable[[list[Any]], list[IndexedMessage]]
-
-
-def default_workers() -> int:
-    """Two workers, or one on a single-core machine: the fetching parent needs a core too."""
-    return min(2, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class Parallelism:
-    """When and how widely to index in worker processes (``workers=0``: never)."""
-
-    workers: int = field(default_factory=default_workers)
-    threshold: int = PARALLEL_THRESHOLD
 
 
 @runtime_checkable
@@ -95,7 +83,7 @@ def parallel_source(
     """``server`` as a raw source when ``new_count`` messages should be indexed in workers:
     enough of them, workers allowed, a database other processes can open, and a server
     that hands over raw data; otherwise None."""
-    if parallel.workers < 1 or new_count < parallel.threshold or not store.shareable:
+    if not parallel.applies(new_count, shareable=store.shareable):
         return None
     return server if isinstance(server, RawIndexSource) else None
 
@@ -303,45 +291,6 @@ class _Pipeline:
 
 
 @contextmanager
-def main_module_hidden() -> Iterator[None]:
-    """Start spawned workers without re-running the caller's main module in them.
-
-    ``spawn`` re-imports the parent's ``__main__`` in every child so that objects defined
-    there can be unpickled. The workers need none (their code and arguments live in
-    mailhygiene), and the re-import would cost an import of the whole CLI per worker
-    (over a second of CPU) or re-run a script that lacks an ``if __name__ ==
-    "__main__"`` guard. So while the workers start, ``__main__`` is a blank module.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
-@contextmanager
-def children_ignore_sigint() -> Iterator[None]:
-    """Start workers with SIGINT ignored from their first instruction.
-
-    A Ctrl-C reaches the terminal's whole process group. A spawned worker only ignores it
-    once ``_worker_main`` runs, after a second of imports in which it would die with a
-    traceback; an ignored signal stays ignored across ``exec``, so the workers are
-    started while the parent ignores it. A Ctrl-C in that short window is lost (the
-    sync can be stopped again a moment later).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
 def _deferred_sigint() -> Iterator[Callable[[], bool]]:
     """Turn the first Ctrl-C into a flag the loop checks between batches (so no IMAP
     response or queue message is cut in half); a second one raises at once. Only where
@@ -402,9 +351,7 @@ def _worker_main(
 ) -> None:
     """Parse and insert batches until told to stop (None); end with the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    end_with_parent()
     try:
         store = open_store(config.url, schema=config.schema, migrate=False)
     except Exception as error:
@@ -426,14 +373,6 @@ def _worker_main(
         store.close()
 
 
-def _exit_with(parent: BaseProcess) -> None:
-    """End this worker as soon as its parent is gone (killed, crashed): nobody would
-    record what it writes, and a read of a task the parent was still sending would
-    wait forever. An open transaction rolls back."""
-    wait([parent.sentinel])
-    os._exit(0)
-
-
 def _portable(error: BaseException) -> tuple[BaseException, str]:
     """The error and its traceback text, as something that survives the trip to the parent."""
     text = "".join(traceback.format_exception(error)).rstrip()
@@ -446,12 +385,8 @@ def _portable(error: BaseException) -> tuple[BaseException, str]:
 
 
 __all__ = [
-    "PARALLEL_THRESHOLD",
     "BatchOutcome",
-    "Parallelism",
     "RawIndexSource",
-    "children_ignore_sigint",
-    "default_workers",
     "index_in_workers",
     "parallel_source",
 ]

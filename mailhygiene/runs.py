@@ -57,8 +57,8 @@ from mailhygiene.config.settings import AccountSettings
 from mailhygiene.errors import ConfigError, InputError, MailhygieneError
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncProgress, SyncRequest
-from mailhygiene.index_pipeline import Parallelism, children_ignore_sigint, main_module_hidden
 from mailhygiene.policy import Policy
+from mailhygiene.processes import Parallelism, children_ignore_sigint, main_module_hidden
 from mailhygiene.purge import lock
 from mailhygiene.scheduled import RunOutcome, scheduled_run
 from mailhygiene.store import run_queries
@@ -537,8 +537,9 @@ def _worker_main(
     try:
         store = open_store(url, schema=schema, migrate=False)
         try:
-            # Index worker processes of their own would oversubscribe the cores the
-            # batch's workers already use (and a daemon process may not start them).
+            # Worker processes of their own (indexing, judging verdicts) would
+            # oversubscribe the cores the batch's workers already use (and a daemon
+            # process may not start them).
             _Worker(store, spec, parallel=Parallelism(workers=0), alive=alive).work(
                 report=lambda result: send("finished", result),
                 progress_for=lambda _account: nullcontext(None),

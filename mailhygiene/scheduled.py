@@ -24,8 +24,8 @@ from mailhygiene.cases.mirror import KeywordServer, mirror_keywords
 from mailhygiene.disposition import purge_expired_tombstones
 from mailhygiene.imap.protocol import MailServer
 from mailhygiene.index import SyncProgress, SyncRequest, SyncResult, sync_account
-from mailhygiene.index_pipeline import Parallelism
 from mailhygiene.policy import Policy
+from mailhygiene.processes import Parallelism
 from mailhygiene.purge.approve import auto_approve, is_bulk
 from mailhygiene.purge.execute import ExecutionReport, PurgeServer, execute_plan
 from mailhygiene.purge.lock import account_lock
@@ -75,7 +75,8 @@ def scheduled_run(
 ) -> RunOutcome:
     """One scheduled run for one account; refuses to overlap with another run.
 
-    ``parallel`` is passed to the sync; ``claim`` is the account's run-batch claim.
+    ``parallel`` is passed to the sync and the plan; ``claim`` is the account's run-batch
+    claim.
     """
     account = request.account
     stale = claim.stale_holder if claim else None
@@ -87,7 +88,13 @@ def scheduled_run(
         mirrored = mirror_keywords(store, server, policy, account, now=now, actor=actor)
         expunged = expunge_due(store, server, policy, account=account, actor=actor, now=now)
         summary = plan_purge(
-            store, policy, account=account, now=now, actor=actor, note="scheduled run"
+            store,
+            policy,
+            account=account,
+            now=now,
+            actor=actor,
+            note="scheduled run",
+            parallel=parallel,
         )
         execution: ExecutionReport | None = None
         if summary.ref is None:

@@ -75,8 +75,8 @@ from mailhygiene.devtools.mailbox import BulkSummary, generate_bulk  # noqa: E40
 from mailhygiene.imap.client import FETCH_BATCH, ImapMailServer  # noqa: E402
 from mailhygiene.imap.headers import INDEX_HEADER_FIELDS  # noqa: E402
 from mailhygiene.index import SyncRequest, sync_account  # noqa: E402
-from mailhygiene.index_pipeline import PARALLEL_THRESHOLD  # noqa: E402
 from mailhygiene.policy import Policy  # noqa: E402
+from mailhygiene.processes import PARALLEL_THRESHOLD  # noqa: E402
 from mailhygiene.store.session import Store, open_store  # noqa: E402
 
 T = TypeVar("T")
@@ -711,7 +711,11 @@ def refresh_verdicts_of(store: Store, policy: Policy, account: str) -> int:
 
     with store.transaction() as session:
         return refresh_verdicts(
-            session, policy, account=account, exclude_folders=(policy.quarantine_folder,)
+            session,
+            policy,
+            account=account,
+            exclude_folders=(policy.quarantine_folder,),
+            store=store,
         )
 
 

@@ -20,6 +20,7 @@ from mailhygiene.audit.events import AuditTag
 from mailhygiene.governance import admit_for_planning
 from mailhygiene.holds import held_rows, hold_lookup
 from mailhygiene.policy import Action, Policy, PurgeAction, decide
+from mailhygiene.processes import Parallelism
 from mailhygiene.purge.model import (
     ItemAction,
     ItemsDigest,
@@ -241,7 +242,7 @@ def compute_plan(
             ):
                 tally.judge(row, policy, now)
         else:
-            _plan_from_verdicts(session, policy, tally, account=account, now=now)
+            _plan_from_verdicts(store, session, policy, tally, account=account, now=now)
     tally.items.sort(key=itemgetter(0))  # by message_row
     items = tally.items
     digest = ItemsDigest(
@@ -258,9 +259,9 @@ def compute_plan(
 
 
 def _plan_from_verdicts(
-    session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
+    store: Store, session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
 ) -> None:
-    due = _judge_touched(session, policy, tally, account=account, now=now)
+    due = _judge_touched(store, session, policy, tally, account=account, now=now)
     tally.plan_all(
         retention_queries.purgeable(
             session, due.folders, due.key, now=now, action=tally.action, excluding=due.judged
@@ -280,12 +281,21 @@ class _DueByVerdict:
 
 
 def _judge_touched(
-    session: Session, policy: Policy, tally: _Tally, *, account: str, now: datetime
+    store: Store,
+    session: Session,
+    policy: Policy,
+    tally: _Tally,
+    *,
+    account: str,
+    now: datetime,
+    parallel: Parallelism | None = None,
 ) -> _DueByVerdict:
     """Refresh the verdicts, judge the messages a hold or a case may touch with ``decide``
     (into ``tally``), and count what the verdicts of the others keep."""
     excluded = (policy.quarantine_folder,)
-    refresh_verdicts(session, policy, account=account, exclude_folders=excluded)
+    refresh_verdicts(
+        session, policy, account=account, exclude_folders=excluded, store=store, parallel=parallel
+    )
     key = verdict_key(policy)
     held = held_rows(session, account=account, zone=policy.zone)
     judged = set(held) | retention_queries.case_touched_rows(
@@ -323,6 +333,7 @@ def plan_purge(
     kind: PlanKind = PlanKind.PURGE,
     message_rows: Sequence[int] | None = None,
     note: str = "",
+    parallel: Parallelism | None = None,
 ) -> PlanSummary:
     """Compute and store a plan (when it has anything to do) and audit its creation.
 
@@ -330,12 +341,21 @@ def plan_purge(
     items planned by their stored verdicts go from the index to the plan in one
     statement, and the content hash and totals are computed from the stored rows.
     Refused (``SafetyRefusal``) when an extend-only locked policy version is in force
-    and ``policy`` is not that version (``governance.admit_for_planning``).
+    and ``policy`` is not that version (``governance.admit_for_planning``). ``parallel``
+    says when stale retention verdicts are judged in worker processes
+    (``retention.refresh_verdicts``).
     """
     admit_for_planning(store, policy, actor=actor, now=now)
     if message_rows is None:
         return _plan_in_store(
-            store, policy, account=account, now=now, actor=actor, kind=kind, note=note
+            store,
+            policy,
+            account=account,
+            now=now,
+            actor=actor,
+            kind=kind,
+            note=note,
+            parallel=parallel,
         )
     computed = compute_plan(
         store, policy, account=account, now=now, actor=actor, kind=kind, message_rows=message_rows
@@ -362,11 +382,14 @@ def _plan_in_store(
     actor: str,
     kind: PlanKind,
     note: str,
+    parallel: Parallelism | None,
 ) -> PlanSummary:
     action = ItemAction.MOVE if policy.purge_action is PurgeAction.MOVE else ItemAction.DELETE
     tally = _Tally(action)
     with store.transaction() as session:
-        due = _judge_touched(session, policy, tally, account=account, now=now)
+        due = _judge_touched(
+            store, session, policy, tally, account=account, now=now, parallel=parallel
+        )
         plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
         purge_queries.insert_plan(session, plan, tally.items)
         retention_queries.store_purgeable(

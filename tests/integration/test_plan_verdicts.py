@@ -16,9 +16,11 @@ import json
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from mailhygiene.holds import place_hold, release_hold
 from mailhygiene.mailbox import IndexedMessage
@@ -32,10 +34,12 @@ from mailhygiene.policy import (
     RetentionRule,
     SubjectMatcher,
 )
+from mailhygiene.processes import Parallelism
 from mailhygiene.purge.approve import verify_plan_integrity
 from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
 from mailhygiene.purge.plan import PlanComputation, compute_plan, plan_purge, stored_summary
 from mailhygiene.purge.views import plan_items_sample
+from mailhygiene.retention import refresh_verdicts
 from mailhygiene.store import index_queries
 from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, StoredVerdict
 from mailhygiene.store.session import Store
@@ -336,3 +340,72 @@ def test_a_plans_sample_is_the_first_items_of_each_reason(mailbox: Store) -> Non
                 expected.append((row.uid, reason, row.reason_detail))
     sample = plan_items_sample(mailbox, summary.ref, per_reason=2)
     assert [(item["uid"], item["reason"], item["detail"]) for item in sample] == expected
+
+
+def _stored_verdicts(store: Store) -> list[tuple[object, ...]]:
+    with store.transaction() as session:
+        rows = session.execute(
+            select(
+                StoredVerdict.message_id,
+                StoredVerdict.policy_key,
+                StoredVerdict.flags,
+                StoredVerdict.kind,
+                StoredVerdict.name,
+                StoredVerdict.keep_until,
+                StoredVerdict.detail,
+            ).order_by(StoredVerdict.message_id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def _refresh(store: Store, policy: Policy, parallel: Parallelism | None = None) -> int:
+    with store.transaction() as session:
+        return refresh_verdicts(
+            session,
+            policy,
+            account=ACCOUNT,
+            exclude_folders=(policy.quarantine_folder,),
+            store=store if parallel else None,
+            parallel=parallel,
+        )
+
+
+IN_WORKERS = Parallelism(workers=2, threshold=1)
+
+
+def test_verdicts_judged_in_worker_processes_are_the_verdicts_judged_here(
+    mailbox: Store,
+) -> None:
+    shorter = replace(POLICY, default_keep=days(30))
+    assert _refresh(mailbox, POLICY) == 450
+    first = _stored_verdicts(mailbox)
+    assert _refresh(mailbox, shorter) == 450  # a new policy: every verdict is replaced
+    second = _stored_verdicts(mailbox)
+    assert first != second
+    with mailbox.transaction() as session:
+        session.execute(delete(StoredVerdict))
+
+    assert _refresh(mailbox, POLICY, IN_WORKERS) == 450
+    assert _stored_verdicts(mailbox) == first
+    assert _refresh(mailbox, shorter, IN_WORKERS) == 450
+    assert _stored_verdicts(mailbox) == second
+    assert _refresh(mailbox, shorter, IN_WORKERS) == 0
+
+
+def test_a_workers_database_error_fails_the_refresh_and_nothing_is_saved(
+    mailbox: Store, tmp_path: Path
+) -> None:
+    elsewhere = replace(mailbox, url=f"sqlite:///{tmp_path}/empty.db", schema=None)
+    with (
+        pytest.raises(OperationalError, match="no such table: messages"),
+        mailbox.transaction() as session,
+    ):
+        refresh_verdicts(
+            session,
+            POLICY,
+            account=ACCOUNT,
+            exclude_folders=("Quarantine",),
+            store=elsewhere,
+            parallel=IN_WORKERS,
+        )
+    assert _verdict_count(mailbox) == 0

@@ -35,8 +35,9 @@ from mailhygiene.errors import InputError, MailhygieneError
 from mailhygiene.imap import client as client_module
 from mailhygiene.imap.client import ImapMailServer, parse_index_fetch
 from mailhygiene.index import SyncProgress, SyncRequest, SyncResult, sync_account
-from mailhygiene.index_pipeline import Parallelism, parallel_source
+from mailhygiene.index_pipeline import parallel_source
 from mailhygiene.mailbox import IndexedMessage
+from mailhygiene.processes import Parallelism
 from mailhygiene.store import index_queries as q
 from mailhygiene.store.models import Account, Folder, Message
 from mailhygiene.store.session import Store, open_store
