@@ -608,7 +608,12 @@ def _record_batch(
     done, not_moved, refused = outcome.done, outcome.not_moved, outcome.refused
     mapping, verified, action = outcome.mapping, outcome.verified, outcome.action
     with store.transaction() as session:
-        purge_queries.mark_items(session, [i.id for i in done], ItemState.DONE, done_at=now)
+        purge_queries.mark_done(
+            session,
+            [i.id for i in done],
+            targets={item.id: mapping[item.uid] for item in done if item.uid in mapping},
+            done_at=now,
+        )
         if not_moved:
             purge_queries.mark_items(
                 session,
@@ -626,9 +631,6 @@ def _record_batch(
                 outcome="changed on the server during execution",
                 done_at=now,
             )
-        purge_queries.set_target_uids(
-            session, {item.id: mapping[item.uid] for item in done if item.uid in mapping}
-        )
         if action is ItemAction.MOVE:
             purge_queries.add_quarantine_entries(
                 session, _quarantine_rows(done, mapping, ref, account, policy, now)
@@ -739,9 +741,7 @@ def _reconcile(
         # why: only UIDs checked under the planned UIDVALIDITY may be dropped from the index
         checked = status is not None and all(i.uidvalidity == status.uidvalidity for i in items)
         with store.transaction() as session:
-            purge_queries.mark_items(
-                session, [i.id for i in completed], ItemState.DONE, done_at=now
-            )
+            purge_queries.mark_done(session, [i.id for i in completed], targets=moved, done_at=now)
             if completed and completed[0].action == ItemAction.DELETE.value:
                 # deleted for good before the interruption: record the proof with the state
                 governance_queries.record_plan_tombstones(
@@ -751,7 +751,6 @@ def _reconcile(
                     action="deleted",
                     at=now,
                 )
-            purge_queries.set_target_uids(session, moved)
             if moved:
                 mapping = {i.uid: moved[i.id] for i in completed if i.id in moved}
                 purge_queries.add_quarantine_entries(

@@ -232,17 +232,32 @@ def mark_items(
         )
 
 
-def set_target_uids(session: Session, targets: dict[int, int]) -> None:
-    """Record where each item landed (item id → UID in the quarantine folder)."""
-    if targets:
-        connection = session.connection()
-        # why: the driver's own executemany; SQLAlchemy's per-row parameter handling
-        # costs more than the update itself, and these are plain integers
-        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        connection.exec_driver_sql(
-            f"UPDATE plan_items SET target_uid = {marker} WHERE id = {marker}",  # noqa: S608
-            [(uid, item_id) for item_id, uid in targets.items()],
-        )
+_MARK_DONE = (
+    "UPDATE plan_items SET state = {m}, outcome = '', done_at = {m}, "
+    "target_uid = coalesce({m}, target_uid) WHERE id = {m}"
+)
+
+
+def mark_done(
+    session: Session, item_ids: Sequence[int], *, targets: dict[int, int], done_at: datetime
+) -> None:
+    """Journal items as done, with where each landed (``targets``: item id → UID in the
+    quarantine folder, for those the server named).
+
+    One statement per item through the driver's own executemany: a batch marks 5,000
+    items, and SQLAlchemy's per-row parameter handling costs more than the update.
+    """
+    if not item_ids:
+        return
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    marker = "?" if sqlite else "%s"
+    at = sqlite_utc_text(done_at) if sqlite else naive_utc(done_at)
+    done = ItemState.DONE.value
+    connection.exec_driver_sql(
+        _MARK_DONE.format(m=marker),
+        [(done, at, targets.get(item_id), item_id) for item_id in item_ids],
+    )
 
 
 def add_approval(session: Session, approval: Approval) -> None:

@@ -63,13 +63,18 @@ class Store:
             yield session
 
     def settle_bulk_load(self) -> None:
-        """After a bulk insert of messages (an initial sync): on PostgreSQL, ``VACUUM
-        (ANALYZE)`` the table, so the planner knows its size and the pages are marked
-        all-visible — counting a folder's rows by index then visits no table pages, which
-        is most of a no-change resync. SQLite needs neither (its counts use the index)."""
-        if self.is_sqlite:
-            return
+        """After a bulk insert of messages (an initial sync), give the query planner
+        statistics. On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its
+        size and the pages are marked all-visible — counting a folder's rows by index then
+        visits no table pages, which is most of a no-change resync. On SQLite, ``ANALYZE
+        messages`` (0.1 s per 100k): without statistics SQLite guesses that a folder holds
+        ten messages, and reads messages by id (``purge execute``, every 5,000) through
+        the folder's whole index instead of by rowid — 0.42 s instead of 0.19 s a batch."""
         with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.exec_driver_sql("ANALYZE messages")
+                connection.commit()
+                return
             autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
             autocommit.exec_driver_sql("VACUUM (ANALYZE) messages")
 

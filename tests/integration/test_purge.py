@@ -30,7 +30,7 @@ from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.purge.model import ItemState
 from mailhygiene.purge.plan import plan_purge
 from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
-from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem
+from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, QuarantineEntry
 from mailhygiene.store.session import Store, open_store
 
 pytestmark = pytest.mark.dovecot
@@ -121,6 +121,38 @@ class World:
             plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
             return list(session.scalars(select(PlanItem).where(PlanItem.plan_id == plan_id)))
 
+    def quarantine_by_uid(self) -> dict[int, str]:
+        """UID → Message-ID of what is in the quarantine folder on the server."""
+        conn = self.imap()
+        conn.select('"Quarantine"', readonly=True)
+        _typ, data = conn.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        conn.logout()
+        found = {}
+        for item in data:
+            if isinstance(item, tuple):
+                uid = re.search(rb"UID (\d+)", item[0])
+                message_id = re.search(rb"<([^>]+)>", item[1])
+                if uid and message_id:
+                    found[int(uid.group(1))] = message_id.group(1).decode()
+        return found
+
+    def assert_journal_names_where_each_message_went(self, ref: str) -> None:
+        """Every moved item's ``target_uid`` and ledger entry name its UID in quarantine."""
+        on_server = self.quarantine_by_uid()
+        with self.store.transaction() as session:
+            rows = session.execute(
+                select(QuarantineEntry.plan_item_id, QuarantineEntry.quarantine_uid).where(
+                    QuarantineEntry.plan_ref == ref
+                )
+            )
+            ledger = {item_id: uid for item_id, uid in rows}  # noqa: C416 - dict(Result) misreads
+        done = [item for item in self.items(ref) if item.state == ItemState.DONE.value]
+        assert done
+        for item in done:
+            assert item.target_uid is not None
+            assert on_server[item.target_uid].lower() == item.message_id.lower()
+            assert ledger[item.id] == item.target_uid
+
 
 @pytest.fixture
 def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
@@ -160,6 +192,7 @@ def test_end_to_end_moves_only_expired_mail_to_quarantine(world: World) -> None:
     with world.store.transaction() as session:
         remaining = session.scalars(select(Message.message_id)).all()
     assert sorted(remaining) == sorted(f"new-{i}@example.se" for i in range(3))
+    world.assert_journal_names_where_each_message_went(ref)
     with pytest.raises(SafetyRefusal, match="already executed"):
         world.execute(ref)  # a second run says what happened instead of "not approved"
 
@@ -331,6 +364,7 @@ def test_crash_between_journal_and_command_resumes_without_loss(world: World) ->
     assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
     assert len(list_quarantine(world.store, account="support")) == 6
     assert {i.message_id for i in not_sent} <= world.folder_message_ids("Quarantine")
+    world.assert_journal_names_where_each_message_went(ref)
 
 
 def test_resume_after_crash_in_delete_unflags_then_reverifies(world: World) -> None:
