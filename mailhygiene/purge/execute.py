@@ -24,11 +24,12 @@ from both → ``skipped`` (someone else removed it) and dropped from the index.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -145,8 +146,8 @@ def execute_plan(
                 data={"phase": "resume" if resuming else "start", "messages": plan.item_count},
                 at=now,
             )
-            in_flight = purge_queries.items_in_state(session, plan.id, [ItemState.IN_FLIGHT])
-            planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
+            in_flight = purge_queries.items_in_state(session, plan.id, ItemState.IN_FLIGHT)
+            planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
         if any(item.action == ItemAction.MOVE.value for item in [*in_flight, *planned]):
             server.create_folder(policy.quarantine_folder)
         if in_flight:
@@ -154,7 +155,7 @@ def execute_plan(
                 store, server, policy, plan.id, ref, account, in_flight, actor=actor, now=now
             )
             with store.transaction() as session:
-                planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
+                planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
         if progress is not None:
             progress.started(len(planned))
         batch_number = 0
@@ -187,7 +188,7 @@ def execute_plan(
             # why: a refused batch was settled from the server; what is still in its
             # folder went back to planned and is verified again from the start
             with store.transaction() as session:
-                planned = purge_queries.items_in_state(session, plan.id, [ItemState.PLANNED])
+                planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
         with store.transaction() as session:
             plan = purge_queries.get_plan(session, ref, for_update=True)
             counts = purge_queries.count_by_state(session, plan.id)
@@ -276,6 +277,9 @@ def _execute_folder(
     reader = (
         server.open_reader(folder, status.uidvalidity) if pipelined and len(batches) > 1 else None
     )
+    # why: SQLite takes one writer at a time, and a writer that finds it busy sleeps in
+    # steps of up to 100 ms; this run's two threads take turns on a lock instead
+    turn: AbstractContextManager[object] = threading.Lock() if store.is_sqlite else nullcontext()
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-journal") as journal,
         _closing(reader),
@@ -321,6 +325,7 @@ def _execute_folder(
                 actor=actor,
                 now=now,
                 policy=policy,
+                turn=turn,
             )
             _advance(report, progress, sent.batch)
             return True
@@ -341,9 +346,9 @@ def _execute_folder(
             if following is not None:  # read while the server works and we journal
                 facts = journal.submit(_indexed_rows, store, policy, account, following)
             for reason, ids in refusals.items():
-                _skip(store, ids, reason, now)
+                _skip(store, ids, reason, now, turn=turn)
             if verified:
-                _mark_in_flight(store, verified, batch_number)
+                _mark_in_flight(store, verified, batch_number, turn)
             if moving is not None and not conclude(moving, verified):
                 return batch_number, True
             if following is not None and pipelined and reader is None:
@@ -549,10 +554,13 @@ class _BatchOutcome:
 
 
 def _mark_in_flight(
-    store: Store, verified: list[tuple[JournalItem, MessageIdentity]], batch_number: int
+    store: Store,
+    verified: list[tuple[JournalItem, MessageIdentity]],
+    batch_number: int,
+    turn: AbstractContextManager[object],
 ) -> None:
     """Journal the batch before the server command: a crash from here on is reconciled."""
-    with store.transaction() as session:
+    with turn, store.transaction() as session:
         purge_queries.mark_items(
             session, [item.id for item, _ in verified], ItemState.IN_FLIGHT, batch=batch_number
         )
@@ -602,18 +610,16 @@ def _record_batch(
     actor: str,
     now: datetime,
     policy: Policy,
+    turn: AbstractContextManager[object],
 ) -> None:
     """Commit what the server did with a batch: the journal, quarantine ledger or
     tombstones, the index rows that left the folder, and the audit entry."""
     done, not_moved, refused = outcome.done, outcome.not_moved, outcome.refused
     mapping, verified, action = outcome.mapping, outcome.verified, outcome.action
-    with store.transaction() as session:
-        purge_queries.mark_done(
-            session,
-            [i.id for i in done],
-            targets={item.id: mapping[item.uid] for item in done if item.uid in mapping},
-            done_at=now,
-        )
+    moved = action is ItemAction.MOVE
+    ledger = _quarantine_rows(done, mapping, ref, account, policy, now) if moved else []
+    with turn, store.transaction() as session:
+        purge_queries.mark_items(session, [i.id for i in done], ItemState.DONE, done_at=now)
         if not_moved:
             purge_queries.mark_items(
                 session,
@@ -631,10 +637,8 @@ def _record_batch(
                 outcome="changed on the server during execution",
                 done_at=now,
             )
-        if action is ItemAction.MOVE:
-            purge_queries.add_quarantine_entries(
-                session, _quarantine_rows(done, mapping, ref, account, policy, now)
-            )
+        if moved:
+            purge_queries.add_quarantine_entries(session, ledger)
         else:  # deleted for good: the proof commits with the state, before the index forgets
             governance_queries.record_plan_tombstones(
                 session, plan_id=plan_id, item_ids=[i.id for i in done], action="deleted", at=now
@@ -688,9 +692,16 @@ def _quarantine_rows(
     ]
 
 
-def _skip(store: Store, item_ids: list[int], reason: str, now: datetime) -> None:
+def _skip(
+    store: Store,
+    item_ids: list[int],
+    reason: str,
+    now: datetime,
+    *,
+    turn: AbstractContextManager[object] | None = None,
+) -> None:
     if item_ids:
-        with store.transaction() as session:
+        with turn or nullcontext(), store.transaction() as session:
             purge_queries.mark_items(
                 session, item_ids, ItemState.SKIPPED, outcome=reason, done_at=now
             )
@@ -741,7 +752,9 @@ def _reconcile(
         # why: only UIDs checked under the planned UIDVALIDITY may be dropped from the index
         checked = status is not None and all(i.uidvalidity == status.uidvalidity for i in items)
         with store.transaction() as session:
-            purge_queries.mark_done(session, [i.id for i in completed], targets=moved, done_at=now)
+            purge_queries.mark_items(
+                session, [i.id for i in completed], ItemState.DONE, done_at=now
+            )
             if completed and completed[0].action == ItemAction.DELETE.value:
                 # deleted for good before the interruption: record the proof with the state
                 governance_queries.record_plan_tombstones(

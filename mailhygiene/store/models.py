@@ -269,7 +269,6 @@ class PlanItem(Base):
     state: Mapped[str] = mapped_column(String(20), default="planned")
     outcome: Mapped[str] = mapped_column(Text, default="")
     batch: Mapped[int | None] = mapped_column(Integer)
-    target_uid: Mapped[int | None] = mapped_column(BigInteger)
     done_at: Mapped[datetime | None]
 
 

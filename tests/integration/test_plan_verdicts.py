@@ -227,7 +227,7 @@ def assert_stored_plan_is(
 def _planned(row: PlanItem) -> tuple[object, ...]:
     assert row.state == ItemState.PLANNED.value
     assert row.outcome == ""
-    assert (row.batch, row.target_uid, row.done_at) == (None, None, None)
+    assert (row.batch, row.done_at) == (None, None)
     return tuple(
         PlannedMessage(
             row.message_row or 0,
