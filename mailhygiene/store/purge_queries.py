@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -29,7 +28,7 @@ from mailhygiene.store.models import (
     naive_utc,
     sqlite_utc_text,
 )
-from mailhygiene.store.session import driver_cursor
+from mailhygiene.store.session import among, driver_cursor
 
 _CHUNK = 500
 _ROWS_PER_FETCH = 5000
@@ -234,25 +233,12 @@ def mark_items(
     session.flush()
     connection = session.connection()
     sqlite = connection.dialect.name == "sqlite"
+    condition, ids = among(sqlite, item_ids)
+    at = sqlite_utc_text(done_at) if sqlite else naive_utc(done_at)
     connection.exec_driver_sql(
-        _MARK.format(m="?" if sqlite else "%s", ids=_ids_condition(sqlite)),
-        (
-            state.value,
-            outcome,
-            batch,
-            sqlite_utc_text(done_at) if sqlite else naive_utc(done_at),
-            _ids_value(sqlite, item_ids),
-        ),
+        _MARK.format(m="?" if sqlite else "%s", ids=condition),
+        (state.value, outcome, batch, at, ids),
     )
-
-
-def _ids_condition(sqlite: bool) -> str:
-    """``id`` (or another column) among many ids bound as one value (``_ids_value``)."""
-    return "IN (SELECT value FROM json_each(?))" if sqlite else "= ANY(%s)"
-
-
-def _ids_value(sqlite: bool, ids: Sequence[int]) -> str | list[int]:
-    return json.dumps(list(ids)) if sqlite else list(ids)
 
 
 def add_approval(session: Session, approval: Approval) -> None:
@@ -279,9 +265,10 @@ def forget_messages(session: Session, account: str, folder: str, uids: Sequence[
     connection = session.connection()
     sqlite = connection.dialect.name == "sqlite"
     marker = "?" if sqlite else "%s"
+    condition, listed = among(sqlite, uids)
     connection.exec_driver_sql(
-        f"DELETE FROM messages WHERE folder_id = {marker} AND uid {_ids_condition(sqlite)}",  # noqa: S608
-        (folder_id, _ids_value(sqlite, uids)),
+        f"DELETE FROM messages WHERE folder_id = {marker} AND uid {condition}",  # noqa: S608
+        (folder_id, listed),
     )
 
 

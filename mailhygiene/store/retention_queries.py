@@ -8,7 +8,6 @@ keyword conditions, its ``flags``) match; anything else is as good as absent.
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -31,7 +30,7 @@ from mailhygiene.store.models import (
     naive_utc,
     sqlite_utc_text,
 )
-from mailhygiene.store.session import driver_cursor
+from mailhygiene.store.session import among, driver_cursor
 
 _ROWS_PER_FETCH = 5000
 _CHUNK = 500
@@ -177,13 +176,9 @@ def _due(
     if key.compare_flags:
         sql += " AND v.flags = m.flags"
     if excluding:
-        # why: one parameter however many are excluded (a SQL list is limited in length)
-        if postgresql:
-            sql += " AND m.id <> ALL(%s)"
-            parameters.append(sorted(excluding))
-        else:
-            sql += " AND m.id NOT IN (SELECT value FROM json_each(?))"
-            parameters.append(json.dumps(sorted(excluding)))
+        condition, ids = among(not postgresql, sorted(excluding), negate=True)
+        sql += f" AND m.id {condition}"
+        parameters.append(ids)
     return sql, parameters
 
 

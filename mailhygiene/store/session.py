@@ -7,9 +7,10 @@ in a named schema, which the test-suite uses to isolate runs on a shared server.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,3 +163,16 @@ def driver_cursor(session: Session, *, server_side: str | None = None) -> Any:
     if server_side is not None and connection.dialect.name == "postgresql":
         return dbapi.cursor(name=server_side)
     return dbapi.cursor()
+
+
+def among(sqlite: bool, ids: Collection[int], *, negate: bool = False) -> tuple[str, Any]:
+    """A condition that a column is (``negate``: is not) among ``ids``, to follow the
+    column in driver SQL, and its one parameter: the ids bound as one value, whatever
+    their number (a SQL list is limited in length, and each statement is a trip through
+    the driver). SQLite reads them from JSON, PostgreSQL from an array."""
+    if sqlite:
+        listed = json.dumps(list(ids))
+        if negate:
+            return "NOT IN (SELECT value FROM json_each(?))", listed
+        return "IN (SELECT value FROM json_each(?))", listed
+    return ("<> ALL(%s)" if negate else "= ANY(%s)"), list(ids)
