@@ -248,6 +248,9 @@ class PlanItem(Base):
 
     planned → in_flight (written *before* the server command) → done | skipped | failed.
     A resumed execution finds ``in_flight`` items and checks the server for where they are.
+
+    ``plan_id`` is a foreign key on SQLite; on PostgreSQL triggers check it once per
+    statement rather than once per row, with the same guarantees (migration 0009).
     """
 
     __tablename__ = "plan_items"
