@@ -18,6 +18,8 @@ its command line left the socket (before any answer), or ``after`` the server an
 the function it returns reads the answer later): ``after`` is when that answer is read.
 ACTION ``read`` is the N-th identity read on the second, read-only connection
 (``open_reader``), which runs while the previous batch's move is on the server.
+``--hold-outcomes`` keeps the journal from ever recording a batch's outcome (its thread
+waits instead), so a kill leaves every batch it sent in flight, whatever the timing.
 ``--pause-at ACTION:N --resume-file PATH`` stops before the N-th write (announcing
 ``paused``) until PATH exists: the run then holds the account lock with a verified batch
 in flight, for concurrency tests.
@@ -41,6 +43,7 @@ from typing import Any
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.policy import PurgeAction
+from mailhygiene.purge import execute
 from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.store.session import open_store
 from tests.faults.world import NOW, PASSWORD_ENV, fault_policy
@@ -131,6 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=7)
     parser.add_argument("--action", choices=("move", "delete"), default="move")
     parser.add_argument("--die-at")
+    parser.add_argument("--hold-outcomes", action="store_true")
     parser.add_argument("--pause-at")
     parser.add_argument("--resume-file")
     return parser.parse_args(argv)
@@ -155,11 +159,20 @@ def _install_pause_at(spec: str, resume_file: str, announce: Callable[[str], Non
     setattr(ImapMailServer, method, wrapped)
 
 
+def _hold_outcomes() -> None:
+    def waiting(*_args: Any, **_kwargs: Any) -> None:
+        time.sleep(PAUSE_LIMIT)  # the test kills this process long before
+
+    execute._record_batch = waiting  # type: ignore[assignment]
+
+
 def run(
     args: argparse.Namespace, password: str, announce: Callable[[str], None]
 ) -> ExecutionReport:
     if args.die_at:
         _install_die_at(args.die_at)
+    if args.hold_outcomes:
+        _hold_outcomes()
     if args.pause_at:
         _install_pause_at(args.pause_at, args.resume_file, announce)
     settings = AccountSettings(

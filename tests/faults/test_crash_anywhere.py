@@ -178,9 +178,11 @@ def _run_child(
     *,
     delay: float | None,
     die_at: str | None,
+    hold_outcomes: bool = False,
 ) -> tuple[bool, float]:
     """Run ``purge_runner`` in a child; SIGKILL it ``delay`` s after it is ready (or let it
-    kill itself at ``die_at``). Returns (killed, seconds from ready to exit)."""
+    kill itself at ``die_at``; with ``hold_outcomes`` it never journals a batch's outcome).
+    Returns (killed, seconds from ready to exit)."""
     argv = [
         "--db-url",
         world.db_url,
@@ -201,6 +203,8 @@ def _run_child(
         argv += ["--schema", world.schema]
     if die_at:
         argv += ["--die-at", die_at]
+    if hold_outcomes:
+        argv.append("--hold-outcomes")
     receiver, sender = forkserver.Pipe(duplex=False)
     process = forkserver.Process(
         target=purge_runner.child, args=(argv, world.account.password, sender)
@@ -455,13 +459,22 @@ def test_kill_with_two_batches_in_flight_then_resume_settles_both(
 ) -> None:
     """Moves are pipelined: batch N is marked in flight while batch N-1's move is still
     unread. A kill at batch N's move leaves both in flight (N-1 moved on the server, its
-    outcome never recorded; N marked, and sent or not); the resume settles both."""
+    outcome never recorded; N marked, and sent or not); the resume settles both.
+
+    Batch N-1's outcome is held back (``hold_outcomes``): otherwise the journal thread
+    may record it between reading it and sending batch N, and only N is left in flight."""
     world = new_world(dovecot, f"sqlite:///{tmp_path / 'mh.db'}")
     try:
         ref, protected = build_trial_world(world, random.Random(11))
         before = world.server_state()
         killed, _ = _run_child(
-            forkserver, world, ref, PurgeAction.MOVE, delay=None, die_at=f"move:2:{when}"
+            forkserver,
+            world,
+            ref,
+            PurgeAction.MOVE,
+            delay=None,
+            die_at=f"move:2:{when}",
+            hold_outcomes=True,
         )
         assert killed
         left = Counter(item.batch for item in world.items(ref) if item.state == "in_flight")
