@@ -12,39 +12,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from mailhygiene.mailbox import IndexedMessage
-from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlannedMessage
+from mailhygiene.purge.model import ItemState
 from mailhygiene.store import index_queries, purge_queries
-from mailhygiene.store.models import Message, Plan, PlanItem, QuarantineEntry
+from mailhygiene.store.models import Message, PlanItem, QuarantineEntry
 from mailhygiene.store.session import Store
+from tests.plan_rows import store_plan_of
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
 NOW = datetime(2026, 11, 23, 12, 30, 15, 123456, tzinfo=UTC)
 
 
 def _plan(store: Store, count: int) -> int:
-    items = [
-        PlannedMessage(n, "INBOX", 7, n, f"<m{n}@x>", n, None, ItemAction.MOVE, "d", "d", "")
-        for n in range(1, count + 1)
-    ]
-    with store.transaction() as session:
-        plan = Plan(
-            ref="P-1",
-            kind=PlanKind.PURGE.value,
-            account="a",
-            status="approved",
-            created_at=NOW,
-            created_by="t",
-            planned_for=NOW,
-            expires_at=NOW,
-            policy_hash="p",
-            content_hash="c",
-            item_count=count,
-            total_bytes=0,
-            summary="{}",
-            note="",
-        )
-        purge_queries.insert_plan(session, plan, items)
-        return plan.id
+    return store_plan_of(store, count, at=NOW)
 
 
 def test_items_are_marked_by_id_keeping_what_a_mark_does_not_name(store: Store) -> None:

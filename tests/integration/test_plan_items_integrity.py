@@ -13,43 +13,18 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from mailhygiene.purge.model import ItemAction, PlanKind, PlannedMessage
 from mailhygiene.store import purge_queries
 from mailhygiene.store.models import Plan, PlanItem
 from mailhygiene.store.session import Store
+from tests.plan_rows import numbered_items, store_plan_of
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
 NOW = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
 MISSING_PLAN = 987_654
 
 
-def _items(count: int) -> list[PlannedMessage]:
-    return [
-        PlannedMessage(n, "INBOX", 7, n, f"<m{n}@x>", n, None, ItemAction.MOVE, "d", "d", "")
-        for n in range(1, count + 1)
-    ]
-
-
 def _plan(store: Store, ref: str, count: int) -> int:
-    with store.transaction() as session:
-        plan = Plan(
-            ref=ref,
-            kind=PlanKind.PURGE.value,
-            account="a",
-            status="pending",
-            created_at=NOW,
-            created_by="t",
-            planned_for=NOW,
-            expires_at=NOW,
-            policy_hash="p",
-            content_hash="c",
-            item_count=count,
-            total_bytes=0,
-            summary="{}",
-            note="",
-        )
-        purge_queries.insert_plan(session, plan, _items(count))
-        return plan.id
+    return store_plan_of(store, count, at=NOW, ref=ref, status="pending")
 
 
 def _items_per_plan(store: Store) -> dict[int, int]:
@@ -60,7 +35,7 @@ def _items_per_plan(store: Store) -> dict[int, int]:
 
 def test_items_of_a_plan_that_does_not_exist_are_refused(store: Store) -> None:
     with pytest.raises(IntegrityError), store.transaction() as session:
-        purge_queries.insert_items(session, MISSING_PLAN, _items(3))
+        purge_queries.insert_items(session, MISSING_PLAN, numbered_items(3))
     assert _items_per_plan(store) == {}
 
 
