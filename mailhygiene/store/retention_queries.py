@@ -55,15 +55,20 @@ def stale_ids(
     session: Session, account: str, key: VerdictKey, *, exclude_folders: Sequence[str]
 ) -> array[int]:
     """The account's messages without a current verdict, ascending (8 bytes each)."""
+    folders = account_folders(session, account, exclude_folders=exclude_folders)
+    if not folders:
+        return array("q")
+    # why: by folder id, not joined through folders and accounts: through the join
+    # PostgreSQL guesses an account holds a few hundred messages and probes the verdicts'
+    # index once per message (100k probes) where hashing them is a quarter faster
     query = (
         select(Message.id)
-        .join(Folder, Folder.id == Message.folder_id)
-        .join(Account, Account.id == Folder.account_id)
         .outerjoin(StoredVerdict, StoredVerdict.message_id == Message.id)
-        .where(Account.name == account, or_(StoredVerdict.message_id.is_(None), ~key.current()))
+        .where(
+            Message.folder_id.in_(sorted(folders)),
+            or_(StoredVerdict.message_id.is_(None), ~key.current()),
+        )
     )
-    if exclude_folders:
-        query = query.where(Folder.name.not_in(list(exclude_folders)))
     session.flush()
     ids = array("q", session.connection().scalars(query))
     return array("q", sorted(ids))
