@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from alembic import context
@@ -15,7 +16,7 @@ CHECKED_BY_TRIGGERS_ON_POSTGRESQL = frozenset({"fk_plan_items_plan_id_plans"})
 0009): the models declare them for SQLite, and the drift check expects them there only."""
 
 
-def _compared_on(dialect: str) -> Any:
+def _compared_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     def include_object(
         _object: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any
     ) -> bool:
