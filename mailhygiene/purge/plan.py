@@ -297,9 +297,10 @@ def _judge_touched(
         session, policy, account=account, exclude_folders=excluded, store=store, parallel=parallel
     )
     key = verdict_key(policy)
+    folders = retention_queries.account_folders(session, account, exclude_folders=excluded)
     held = held_rows(session, account=account, zone=policy.zone)
     judged = set(held) | retention_queries.case_touched_rows(
-        session, account, case_keyword=policy.case_keyword, exclude_folders=excluded
+        session, folders, case_keyword=policy.case_keyword
     )
     if judged:
         for row in facts_queries.iter_indexed(
@@ -310,7 +311,6 @@ def _judge_touched(
             message_rows=sorted(judged),
         ):
             tally.judge(row, policy, now)
-    folders = retention_queries.account_folders(session, account, exclude_folders=excluded)
     for verdict_kind, count in retention_queries.kept_by_kind(
         session, folders, key, now=now
     ).items():

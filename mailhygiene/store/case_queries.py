@@ -408,7 +408,9 @@ def flagged_messages(session: Session, account: str, keyword: str) -> list[Flagg
         .join(Account, Account.id == Folder.account_id)
         .where(
             Account.name == account,
-            contains_ignoring_case(Message.flags, keyword, ascii_only=_is_sqlite(session)),
+            contains_ignoring_case(
+                Message.flags, keyword, like_ignores_ascii_case=_is_sqlite(session)
+            ),
             or_(
                 contains_ignoring_case(" " + Message.flags, " " + keyword + "_"),
                 and_(_has_word(Message.flags, keyword), unlinked_thread),
@@ -696,19 +698,23 @@ def _is_sqlite(session: Session) -> bool:
 
 
 def contains_ignoring_case(
-    column: Any, text: str, *, ascii_only: bool = False
+    column: Any, text: str, *, like_ignores_ascii_case: bool = False
 ) -> ColumnElement[bool]:
     """``column`` contains ``text``, case-insensitively.
 
-    ``ascii_only`` (SQLite, ASCII ``text`` such as a keyword): plain ``LIKE``, which
-    SQLite already compares ASCII-case-insensitively, instead of ``lower(x) LIKE``:
-    the keyword scan over every message is the cost of a run with nothing new.
+    An ASCII ``text`` lower-cases the same here as in the database, so it is compared
+    lower-cased: with plain ``LIKE`` where ``like_ignores_ascii_case`` (SQLite's does);
+    otherwise with ``lower(x) LIKE``, where PostgreSQL's ``ILIKE`` would lower-case the
+    pattern again for every row (three times the cost of ``lower``: the keyword scan
+    over every message is part of each plan and each run).
     """
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if ascii_only and text.isascii():
-        plain: ColumnElement[bool] = column.like(f"%{escaped}%", escape="\\")
-        return plain
-    clause: ColumnElement[bool] = column.ilike(f"%{escaped}%", escape="\\")
+    clause: ColumnElement[bool]
+    if text.isascii():
+        compared = column if like_ignores_ascii_case else func.lower(column)
+        clause = compared.like(f"%{escaped}%", escape="\\")
+        return clause
+    clause = column.ilike(f"%{escaped}%", escape="\\")
     return clause
 
 

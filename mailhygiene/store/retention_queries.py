@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
@@ -61,14 +61,9 @@ def stale_ids(
     # why: by folder id, not joined through folders and accounts: through the join
     # PostgreSQL guesses an account holds a few hundred messages and probes the verdicts'
     # index once per message (100k probes) where hashing them is a quarter faster
-    query = (
-        select(Message.id)
-        .outerjoin(StoredVerdict, StoredVerdict.message_id == Message.id)
-        .where(
-            Message.folder_id.in_(sorted(folders)),
-            or_(StoredVerdict.message_id.is_(None), ~key.current()),
-        )
-    )
+    # why: NOT EXISTS, not an outer join: PostgreSQL runs the anti-join in parallel
+    current = exists().where(StoredVerdict.message_id == Message.id, key.current())
+    query = select(Message.id).where(Message.folder_id.in_(sorted(folders)), ~current)
     session.flush()
     ids = array("q", session.connection().scalars(query))
     return array("q", sorted(ids))
@@ -310,23 +305,22 @@ def verdicts_of(
 
 
 def case_touched_rows(
-    session: Session, account: str, *, case_keyword: str, exclude_folders: Sequence[str]
+    session: Session, folder_ids: Collection[int], *, case_keyword: str
 ) -> set[int]:
-    """Messages a case may bear on: in a linked thread, or with flags mentioning the case
-    keyword (a superset of the keywords ``decide`` counts; those are judged in full)."""
+    """Messages in ``folder_ids`` a case may bear on: in a linked thread, or with flags
+    mentioning the case keyword (a superset of the keywords ``decide`` counts; those are
+    judged in full)."""
+    if not folder_ids:
+        return set()
     linked = select(CaseThread.thread_id).where(CaseThread.unlinked_at.is_(None))
     touched: ColumnElement[bool] = Message.thread_id.in_(linked)
     if case_keyword:
-        ascii_only = session.get_bind().dialect.name == "sqlite"
+        sqlite = session.get_bind().dialect.name == "sqlite"
         touched = or_(
-            touched, contains_ignoring_case(Message.flags, case_keyword, ascii_only=ascii_only)
+            touched,
+            contains_ignoring_case(Message.flags, case_keyword, like_ignores_ascii_case=sqlite),
         )
-    query = (
-        select(Message.id)
-        .join(Folder, Folder.id == Message.folder_id)
-        .join(Account, Account.id == Folder.account_id)
-        .where(Account.name == account, touched)
-    )
-    if exclude_folders:
-        query = query.where(Folder.name.not_in(list(exclude_folders)))
+    # why: by folder id (as ``stale_ids``): joined through folders and accounts,
+    # PostgreSQL expects half the rows and walks the folder's index instead of the table
+    query = select(Message.id).where(Message.folder_id.in_(sorted(folder_ids)), touched)
     return set(session.scalars(query))
