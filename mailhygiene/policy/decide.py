@@ -168,9 +168,7 @@ def _keyword_findings(facts: MessageFacts, policy: Policy, wanted: str) -> list[
 def _closed_cases(cases: tuple[CaseLink, ...], policy: Policy, zone: ZoneInfo) -> list[_Finding]:
     findings = []
     keep = policy.case_keep_after_close
-    for case in set(cases):  # the same case may be linked through several threads
-        if case.is_open:
-            continue
+    for case in _last_closings(cases):
         if case.closed_at is None:
             # A closed case without a closing date cannot be counted from: keep, don't guess.
             detail = "complaint case is closed but its closing date is unknown: kept"
@@ -184,6 +182,26 @@ def _closed_cases(cases: tuple[CaseLink, ...], policy: Policy, zone: ZoneInfo) -
         findings.append(_Finding(Reason(ReasonKind.CASE_CLOSED, case.ref, detail), until))
     findings.sort(key=lambda f: (f.until or _END_OF_TIME, f.reason.name), reverse=True)
     return findings
+
+
+def _last_closings(cases: tuple[CaseLink, ...]) -> list[CaseLink]:
+    """One link per closed case: the same case may be linked through several threads,
+    and should two links disagree on when it closed, the later closing counts (an
+    unknown date counts as latest: it keeps)."""
+    latest: dict[str, CaseLink] = {}
+    for case in cases:
+        if case.is_open:
+            continue
+        known = latest.get(case.ref)
+        if known is None or _closes_later(case, known):
+            latest[case.ref] = case
+    return list(latest.values())
+
+
+def _closes_later(case: CaseLink, other: CaseLink) -> bool:
+    if case.closed_at is None or other.closed_at is None:
+        return other.closed_at is not None
+    return case.closed_at > other.closed_at
 
 
 def _retention(facts: MessageFacts, policy: Policy, zone: ZoneInfo) -> list[_Finding]:

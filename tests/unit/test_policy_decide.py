@@ -264,6 +264,28 @@ def test_the_latest_closed_case_counts() -> None:
     assert [r.name for r in verdict.reasons[:2]] == ["REK-2024-0005", "REK-2024-0004"]
 
 
+def test_one_case_linked_twice_is_one_reason_and_its_later_closing_counts() -> None:
+    """Found by the property tests: two links to one case that disagree on when it
+    closed gave the same reason twice. Either order, one reason, the later closing."""
+    early = CaseLink("REK-2024-0007", False, closed_at=datetime(2024, 5, 1, tzinfo=STOCKHOLM))
+    late = dataclasses.replace(early, closed_at=datetime(2024, 9, 1, tzinfo=STOCKHOLM))
+    unknown = dataclasses.replace(early, closed_at=None)
+    now = datetime(2024, 9, 2, tzinfo=UTC)
+    for links, closing in (
+        ((early, late), "closed 2024-09-01"),
+        ((late, early), "closed 2024-09-01"),
+        ((early, early), "closed 2024-05-01"),
+    ):
+        verdict = decide(facts(cases=links), POLICY, now)
+        closed = [r for r in verdict.reasons if r.kind is ReasonKind.CASE_CLOSED]
+        assert len(closed) == 1
+        assert closing in closed[0].detail
+    for links in ((late, unknown), (unknown, late)):
+        verdict = decide(facts(cases=links), POLICY, now)
+        assert (verdict.action, verdict.keep_until) == (Action.KEEP, None)
+        assert len([r for r in verdict.reasons if r.kind is ReasonKind.CASE_CLOSED]) == 1
+
+
 def test_a_closed_case_without_a_closing_date_keeps() -> None:
     odd = facts(cases=(CaseLink("REK-2024-0006", is_open=False, closed_at=None),))
     verdict = decide(odd, POLICY, END_OF_TIME)
