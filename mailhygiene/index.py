@@ -124,11 +124,6 @@ def choose_folders(server_folders: list[str], request: SyncRequest) -> list[str]
     return chosen
 
 
-BULK_LOAD = 50_000
-"""New messages in one folder from which a sync settles the table afterwards
-(``Store.settle_bulk_load``): the first sync of a mailbox, typically."""
-
-
 def sync_account(
     store: Store,
     server: MailServer,
@@ -164,6 +159,7 @@ def sync_account(
                 result.dropped_folders.append(name)
     with store.transaction() as session:
         q.record_account_sync(session, account_id, server.capabilities, now)
+    store.settle_after(result.new)  # the first sync of a mailbox, typically
     return result
 
 
@@ -229,8 +225,6 @@ def _sync_folder(
         )
     elif new_uids:
         _fetch_new(store, server, state.id, new_uids, now, result, progress, after_batch)
-    if result.new >= BULK_LOAD:
-        store.settle_bulk_load()
 
     # Expunge detection: old UIDs can only disappear, so equal counts mean nothing vanished.
     new_below_uidnext = sum(1 for uid in new_uids if uid < status.uidnext)

@@ -131,6 +131,9 @@ def link_new_mail(
         linker.run()
         commit = time.perf_counter()
     result.phases["commit"] = round(time.perf_counter() - commit, 4)
+    settle = time.perf_counter()
+    if store.settle_after(result.threaded):  # a first sync's threading rewrites every row
+        result.phases["settle"] = round(time.perf_counter() - settle, 4)
     result.seconds = time.monotonic() - started
     return result
 

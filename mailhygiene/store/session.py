@@ -25,6 +25,12 @@ from mailhygiene.errors import StoreError
 
 _POSTGRES_DRIVER = "postgresql+psycopg"
 
+BULK_CHANGE_MIN = 1_000
+BULK_CHANGE_SHARE = 0.1
+"""Messages written at once from which the table is settled (``Store.settle_after``): at
+least ``BULK_CHANGE_MIN`` rows and a ``BULK_CHANGE_SHARE`` of the table, the share at
+which PostgreSQL's autovacuum would analyze it."""
+
 
 @dataclass(frozen=True)
 class Store:
@@ -63,9 +69,28 @@ class Store:
         with self.sessions.begin() as session:
             yield session
 
+    def settle_after(self, written: int) -> bool:
+        """Settle the messages table (``settle_bulk_load``) when ``written`` of its rows
+        were just inserted or updated, if they are a bulk (``BULK_CHANGE_MIN``,
+        ``BULK_CHANGE_SHARE``); returns whether it did.
+
+        Why not leave it to autovacuum: a sync is followed at once by linking and a plan,
+        which would be planned for the table as it was (a first sync of 30k messages:
+        ``purge plan`` 0.51 s on PostgreSQL without, 0.35 s with statistics and the
+        linking's old row versions vacuumed), and a server may run without autovacuum.
+        """
+        if written < BULK_CHANGE_MIN:
+            return False
+        with self.engine.connect() as connection:
+            total = connection.exec_driver_sql("SELECT count(*) FROM messages").scalar_one()
+        if written < total * BULK_CHANGE_SHARE:
+            return False
+        self.settle_bulk_load()
+        return True
+
     def settle_bulk_load(self) -> None:
-        """After a bulk insert of messages (an initial sync), give the query planner
-        statistics. On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its
+        """After a bulk write of messages (an initial sync, its threading), give the query
+        planner statistics. On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its
         size and the pages are marked all-visible — counting a folder's rows by index then
         visits no table pages, which is most of a no-change resync. On SQLite, ``ANALYZE
         messages`` (0.1 s per 100k): without statistics SQLite guesses that a folder holds

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Connection
 
-from mailhygiene import index as index_module
+from mailhygiene.cases.linking import link_new_mail
+from mailhygiene.config.rules import load_rules
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount, ThrowawayDovecot, imap_utf7_encode
 from mailhygiene.devtools.mailbox import (
@@ -36,6 +37,7 @@ from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.imap.headers import parse_index_fetch
 from mailhygiene.index import FolderSyncResult, SyncResult, sync_account
 from mailhygiene.index import SyncRequest as Request
+from mailhygiene.store import session as session_module
 from mailhygiene.store.models import Folder, Message
 from mailhygiene.store.session import Store, open_store
 from tests.net_faults import TcpProxy
@@ -44,6 +46,7 @@ from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F4
 pytestmark = pytest.mark.dovecot
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+REPO_RULES = Path(__file__).resolve().parents[2] / "rules.toml"
 SENT_AT = datetime(2025, 11, 3, 8, 30, tzinfo=UTC)
 RECEIVED_AT = datetime(2025, 11, 3, 8, 31, 7, tzinfo=UTC)
 CUSTOMER = "Åsa Öberg <Asa.Oberg@Kund.Example.SE>"
@@ -658,7 +661,7 @@ def test_settling_a_bulk_load_runs_outside_any_transaction_on_both_databases(
 ) -> None:
     """A first sync of many messages VACUUMs on PostgreSQL (which refuses inside a
     transaction); a small threshold makes this sync one."""
-    monkeypatch.setattr(index_module, "BULK_LOAD", 3)
+    monkeypatch.setattr(session_module, "BULK_CHANGE_MIN", 3)
     append(mailbox, "INBOX", *((plain(n), []) for n in range(4)))
     run_sync(store, mailbox)
     store.settle_bulk_load()  # and again, by hand: idempotent
@@ -667,3 +670,32 @@ def test_settling_a_bulk_load_runs_outside_any_transaction_on_both_databases(
         if store.is_sqlite:  # the planner has statistics: messages are read by rowid
             stats = session.execute(text("SELECT tbl FROM sqlite_stat1")).scalars().all()
             assert "messages" in stats
+
+
+def test_a_sync_and_its_threading_settle_the_table_only_after_a_bulk_write(
+    store: Store, mailbox: ImapAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync, and the threading that rewrites every row it indexed, settle the
+    messages table; a few new messages in a larger mailbox do not (autovacuum's share)."""
+    settled: list[int] = []
+    real_settle = Store.settle_bulk_load
+
+    def counting_settle(self: Store) -> None:
+        settled.append(1)
+        real_settle(self)
+
+    monkeypatch.setattr(Store, "settle_bulk_load", counting_settle)
+    monkeypatch.setattr(session_module, "BULK_CHANGE_MIN", 3)
+    policy = load_rules(REPO_RULES)
+    append(mailbox, "INBOX", *((plain(n), []) for n in range(40)))
+    assert run_sync(store, mailbox).new == 40
+    assert len(settled) == 1
+    threading = link_new_mail(store, policy, "support", now=NOW, actor="test")
+    assert threading.threaded == 40
+    assert len(settled) == 2
+    assert "settle" in threading.phases
+
+    append(mailbox, "INBOX", *((plain(n), []) for n in range(40, 43)))  # 3 new of 43
+    assert run_sync(store, mailbox).new == 3
+    assert link_new_mail(store, policy, "support", now=NOW, actor="test").threaded == 3
+    assert len(settled) == 2
