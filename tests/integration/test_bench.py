@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,10 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
     assert initial["ratio"] == pytest.approx(initial["seconds"] / initial["floor"])
     plus1 = next(f for f in figures if f["step"] == "sync.plus1")
     assert plus1["note"] == "20 new"
+    plan = next(f for f in figures if f["step"] == "plan")
+    runs = [float(run) for run in plan["note"].split("median of ")[1].split(", ")]
+    assert len(runs) == 3
+    assert plan["seconds"] == pytest.approx(statistics.median(runs), abs=0.006)
     assert "generated 2,000 messages" in done.stderr
     text = report.read_text(encoding="utf-8")
     assert "## Machine" in text
