@@ -25,6 +25,9 @@ from mailhygiene.errors import StoreError
 
 _POSTGRES_DRIVER = "postgresql+psycopg"
 
+_QUERIED_COLUMNS = ("id", "folder_id", "uid", "message_id", "thread_id", "flags", "internal_date")
+"""The messages columns queries filter, join and order by (``Store.settle_bulk_load``)."""
+
 BULK_CHANGE_MIN = 1_000
 BULK_CHANGE_SHARE = 0.1
 """Messages written at once from which the table is settled (``Store.settle_after``): at
@@ -90,9 +93,14 @@ class Store:
 
     def settle_bulk_load(self) -> None:
         """After a bulk write of messages (an initial sync, its threading), give the query
-        planner statistics. On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its
-        size and the pages are marked all-visible — counting a folder's rows by index then
-        visits no table pages, which is most of a no-change resync. On SQLite, ``ANALYZE
+        planner statistics.
+
+        On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its size and
+        the columns queries select and join by, and the pages are marked all-visible —
+        counting a folder's rows by index then visits no table pages, which is most of a
+        no-change resync. Only those columns are analyzed: sorting samples of the free
+        text (subjects, addresses, headers) is most of a full ``ANALYZE`` (0.30 s of
+        0.39 s at 100k), and autovacuum analyzes them in its time. On SQLite, ``ANALYZE
         messages`` (0.1 s per 100k): without statistics SQLite guesses that a folder holds
         ten messages, and reads messages by id (``purge execute``, every 5,000) through
         the folder's whole index instead of by rowid — 0.42 s instead of 0.19 s a batch."""
@@ -102,7 +110,7 @@ class Store:
                 connection.commit()
                 return
             autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-            autocommit.exec_driver_sql("VACUUM (ANALYZE) messages")
+            autocommit.exec_driver_sql(f"VACUUM (ANALYZE) messages ({', '.join(_QUERIED_COLUMNS)})")
 
     def close(self) -> None:
         self.engine.dispose()
