@@ -937,6 +937,27 @@ def describe_machine() -> dict[str, str]:
     }
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """CPU time since boot and the part of it stolen by the hypervisor for other guests,
+    in ticks (``/proc/stat``; (0, 0) where there is none)."""
+    fields = _read("/proc/stat").partition("\n")[0].split()
+    if not fields or fields[0] != "cpu":
+        return 0, 0
+    ticks = [int(value) for value in fields[1:9]]  # user … softirq, steal
+    return sum(ticks), ticks[7] if len(ticks) == 8 else 0
+
+
+def steal_text(start: tuple[int, int], end: tuple[int, int]) -> str | None:
+    """The share of CPU time between two ``cpu_ticks`` that other guests took."""
+    total = end[0] - start[0]
+    if total <= 0:
+        return None
+    return (
+        f"{(end[1] - start[1]) / total:.1%} of CPU time went to other guests of the "
+        "hypervisor (figures vary with it)"
+    )
+
+
 def _read(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8", errors="replace")
@@ -1307,6 +1328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"moves {'skipped' if args.skip_move else 'measured'}"
     )
     workdir = Path(tempfile.mkdtemp(prefix="mh-bench-"))
+    ticks_at_start = cpu_ticks()
     try:
         with ThrowawayDovecot() as dovecot:
             bench = Bench(dovecot, workdir, progress, kinds, args.postgres_url, args.skip_move)
@@ -1317,7 +1339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     if bench.postgres_version:
         machine = {**machine, "PostgreSQL": bench.postgres_version}
-        machine["Date"] = machine.pop("Date")
+    steal = steal_text(ticks_at_start, cpu_ticks())
+    if steal:
+        machine["CPU steal during the run"] = steal
+    machine["Date"] = machine.pop("Date")
     figures = bench.figures
     plot_link = None
     if args.plot:

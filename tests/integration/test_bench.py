@@ -84,6 +84,15 @@ def test_report_has_machine_command_scaling_and_goals() -> None:
     assert "### 10,000 messages" in report
 
 
+def test_cpu_steal_is_the_stolen_share_of_the_cpu_time_between_two_readings() -> None:
+    assert bench.steal_text((1000, 10), (3000, 60)) == (
+        "2.5% of CPU time went to other guests of the hypervisor (figures vary with it)"
+    )
+    assert bench.steal_text((1000, 10), (1000, 10)) is None
+    total, stolen = bench.cpu_ticks()
+    assert total >= stolen >= 0
+
+
 def test_plot_is_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     target = tmp_path / "bench.png"
