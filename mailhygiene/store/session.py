@@ -84,7 +84,7 @@ class Store:
         """
         if written < BULK_CHANGE_MIN:
             return False
-        # why: counted only as far as decides it: a full count of a large SQLite table
+        # why: counted only as far as the decision needs: a full count of a large SQLite table
         # reads its smallest index from disk (seconds at 1M, for a sync of 1% new mail)
         bulk_up_to = int(written / BULK_CHANGE_SHARE)
         with self.engine.connect() as connection:
@@ -102,7 +102,7 @@ class Store:
         planner statistics.
 
         On PostgreSQL, ``VACUUM (ANALYZE)`` the table: the planner learns its size and
-        the columns queries select and join by, and the pages are marked all-visible —
+        the columns queries filter, join and order by, and the pages are marked all-visible —
         counting a folder's rows by index then visits no table pages, which is most of a
         no-change resync. Only those columns are analyzed: sorting samples of the free
         text (subjects, addresses, headers) is most of a full ``ANALYZE`` (0.30 s of
