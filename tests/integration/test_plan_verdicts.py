@@ -42,7 +42,7 @@ from mailhygiene.purge.views import plan_items_sample
 from mailhygiene.retention import refresh_verdicts
 from mailhygiene.store import index_queries
 from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, StoredVerdict
-from mailhygiene.store.session import Store
+from mailhygiene.store.session import Store, open_store
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
 ACCOUNT = "info@promix.se"
@@ -123,6 +123,10 @@ def _messages(rng: random.Random, first_uid: int, count: int) -> list[IndexedMes
 
 @pytest.fixture
 def mailbox(store: Store) -> Store:
+    return _filled(store)
+
+
+def _filled(store: Store) -> Store:
     """600 messages over four folders; threads t0..t9; four cases; one hold."""
     rng = random.Random(20261123)
     with store.transaction() as session:
@@ -264,6 +268,25 @@ def test_the_plan_from_stored_verdicts_is_the_plan_decide_makes(mailbox: Store) 
     assert _verdict_count(mailbox) == 450  # every message outside quarantine, once
     for later in (NOW + timedelta(days=40), NOW + timedelta(days=3000), NOW - timedelta(days=2000)):
         assert_same_plan(mailbox, POLICY, later)
+
+
+def test_a_database_only_one_connection_reaches_is_planned_alike(mailbox: Store) -> None:
+    """``plan_purge`` judges over a second connection while the first stores the due items;
+    an in-memory SQLite database is not shared between connections, so there both run
+    on one, one after the other, to the same plan."""
+    alone = _filled(open_store("sqlite://"))
+    try:
+        assert not alone.shareable
+        assert mailbox.shareable
+        expected = assert_same_plan(mailbox, POLICY, NOW)
+        assert_same_plan(alone, POLICY, NOW)
+        summary = plan_purge(alone, POLICY, account=ACCOUNT, now=NOW, actor="t")
+        assert (summary.item_count, summary.content_hash) == (
+            expected.summary.item_count,
+            expected.summary.content_hash,
+        )
+    finally:
+        alone.close()
 
 
 def test_changed_flags_and_policy_are_judged_afresh(mailbox: Store) -> None:
