@@ -21,7 +21,8 @@ def numbered_items(count: int) -> list[PlannedMessage]:
 def store_plan_of(
     store: Store, count: int, *, at: datetime, ref: str = "P-1", status: str = "approved"
 ) -> int:
-    """Store a plan of ``numbered_items(count)`` as it is (no hash, no audit); its id."""
+    """Store a plan of ``numbered_items(count)`` as it is (no hash, no audit), with its
+    journal written (as executing it starts by doing); its id."""
     with store.transaction() as session:
         plan = Plan(
             ref=ref,
@@ -40,4 +41,5 @@ def store_plan_of(
             note="",
         )
         purge_queries.insert_plan(session, plan, numbered_items(count))
+        purge_queries.write_journal(session, plan.id)
         return plan.id

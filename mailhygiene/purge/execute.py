@@ -135,6 +135,9 @@ def execute_plan(
         with store.transaction() as session:
             plan = purge_queries.get_plan(session, ref, for_update=True)
             check_authorised(session, plan, policy, now)
+            # why: in the transaction that found the stored items unaltered and marks the
+            # plan executing: the journal is those items, or was written by an earlier run
+            purge_queries.write_journal(session, plan.id)
             resuming = plan.status == PlanStatus.EXECUTING.value
             kind = PlanKind(plan.kind)
             plan.status = PlanStatus.EXECUTING.value

@@ -427,7 +427,8 @@ def _plan_in_store(
             ),
             lambda judging: _judge_touched(judging, policy, tally, scope, now=now),
         )
-        purge_queries.insert_items(session, plan.id, tally.items)
+        purge_queries.insert_members(session, plan.id, tally.items)
+        purge_queries.index_new_members(session)
         # why: hashed exactly as approving and executing will verify it, from what is stored
         stored_hash, _count = purge_queries.stored_content_hash(session, plan)
         digest = digest_of(stored_hash, purge_queries.item_groups(session, plan.id))
@@ -552,6 +553,7 @@ def store_plan(
     with store.transaction() as session:
         plan = _new_plan(policy, kind=kind, account=account, now=now, actor=actor, note=note)
         purge_queries.insert_plan(session, plan, items)
+        purge_queries.index_new_members(session)
         _record_plan(session, plan, summary, actor=actor, now=now)
     return summary
 

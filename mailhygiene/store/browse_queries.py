@@ -26,6 +26,7 @@ from mailhygiene.store.models import (
     SubjectRequest,
     Tombstone,
 )
+from mailhygiene.store.purge_queries import plan_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +180,8 @@ def common_items(session: Session, plan_id: int, other_id: int) -> int:
     """
 
     def identities(one: int) -> Any:
-        return select(PlanItem.folder, PlanItem.uidvalidity, PlanItem.uid).where(
-            PlanItem.plan_id == one
-        )
+        items = plan_entries(one)
+        return select(items.c.folder, items.c.uidvalidity, items.c.uid)
 
     both = intersect(identities(plan_id), identities(other_id)).subquery()
     return int(session.scalar(select(func.count()).select_from(both)) or 0)
@@ -197,19 +197,16 @@ def reason_items(
     limit: int,
 ) -> list[PlanItemRow]:
     """Items of one reason in plan order, after ``after_id``."""
+    items = plan_entries(plan_id)
     query = (
-        select(PlanItem)
-        .where(
-            PlanItem.plan_id == plan_id,
-            PlanItem.reason_kind == reason_kind,
-            PlanItem.reason_name == reason_name,
-        )
-        .order_by(PlanItem.id)
+        select(items)
+        .where(items.c.reason_kind == reason_kind, items.c.reason_name == reason_name)
+        .order_by(items.c.id)
         .limit(limit)
     )
     if after_id is not None:
-        query = query.where(PlanItem.id > after_id)
-    return [_item_row(item) for item in session.scalars(query)]
+        query = query.where(items.c.id > after_id)
+    return [_item_row(item) for item in session.execute(query)]
 
 
 def done_per_plan(session: Session, plan_ids: Sequence[int]) -> dict[int, Bucket]:
@@ -225,11 +222,8 @@ def done_per_plan(session: Session, plan_ids: Sequence[int]) -> dict[int, Bucket
 
 
 def item_states(session: Session, plan_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(PlanItem.state, func.count())
-        .where(PlanItem.plan_id == plan_id)
-        .group_by(PlanItem.state)
-    )
+    items = plan_entries(plan_id)
+    rows = session.execute(select(items.c.state, func.count()).group_by(items.c.state))
     return {state: int(count) for state, count in rows}
 
 
@@ -244,7 +238,8 @@ def finished_plans(session: Session, *, limit: int) -> list[tuple[int, Plan]]:
     return [(plan.id, plan) for plan in session.scalars(query)]
 
 
-def _item_row(item: PlanItem) -> PlanItemRow:
+def _item_row(item: Any) -> PlanItemRow:
+    """A row of ``plan_entries``."""
     return PlanItemRow(
         item.id,
         item.folder,

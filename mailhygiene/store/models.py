@@ -244,7 +244,8 @@ class Plan(Base):
 
 
 class PlanItem(Base):
-    """One message of a plan; ``state`` is the execution journal for it.
+    """One message of a plan; ``state`` is the execution journal for it. Written from the
+    plan's ``PlanMember`` rows when the plan starts executing.
 
     planned → in_flight (written *before* the server command) → done | skipped | failed.
     A resumed execution finds ``in_flight`` items and checks the server for where they are.
@@ -273,6 +274,43 @@ class PlanItem(Base):
     outcome: Mapped[str] = mapped_column(Text, default="")
     batch: Mapped[int | None] = mapped_column(Integer)
     done_at: Mapped[datetime | None]
+
+
+class PlanMember(Base):
+    """One message of a plan that has not started executing: what it is and why.
+
+    A plan is stored as its members; ``purge execute`` writes them to the journal
+    (``PlanItem``, the same columns and ids, ``planned``) as it starts, and removes them
+    here. On PostgreSQL the members have no B-tree (they are only ever read by plan,
+    through a BRIN index): storing and hashing the 77k items of a 100k mailbox's plan
+    took 0.8 s as journal rows and takes 0.5 s as members. A plan that is never executed
+    (superseded by the next night's, say) never writes a journal at all. Ids come from
+    the journal's own sequence (PostgreSQL) or an autoincrement seeded past it (SQLite,
+    migration 0010), so the journal keeps them.
+
+    ``plan_id`` is checked as ``PlanItem.plan_id`` is (a foreign key on SQLite, triggers
+    on PostgreSQL).
+    """
+
+    __tablename__ = "plan_members"
+    __table_args__ = (
+        Index("ix_plan_members_plan", "plan_id", postgresql_using="brin"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    message_row: Mapped[int | None] = mapped_column(Integer)
+    folder: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(998))
+    size: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[datetime | None]
+    action: Mapped[str] = mapped_column(String(20))  # move | delete
+    reason_kind: Mapped[str] = mapped_column(String(30))
+    reason_name: Mapped[str] = mapped_column(String(200))
+    reason_detail: Mapped[str] = mapped_column(Text)
 
 
 class Approval(Base):
@@ -387,6 +425,7 @@ __all__ = [
     "Message",
     "Plan",
     "PlanItem",
+    "PlanMember",
     "QuarantineEntry",
     "RunLock",
     "UTCDateTime",

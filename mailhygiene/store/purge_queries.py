@@ -6,7 +6,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Subquery,
+    Table,
+    Text,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mailhygiene.errors import NotFoundError
@@ -24,7 +36,9 @@ from mailhygiene.store.models import (
     Folder,
     Plan,
     PlanItem,
+    PlanMember,
     QuarantineEntry,
+    UTCDateTime,
     naive_utc,
     sqlite_utc_text,
 )
@@ -42,20 +56,19 @@ def _pairs(result: Iterable[Any]) -> dict[Any, Any]:
 def insert_plan(session: Session, plan: Plan, items: Sequence[PlannedMessage]) -> Plan:
     session.add(plan)
     session.flush()
-    insert_items(session, plan.id, items)
+    insert_members(session, plan.id, items)
     return plan
 
 
-_INSERT_ITEMS = (
-    "INSERT INTO plan_items (plan_id, message_row, folder, uidvalidity, uid, message_id, "
-    "size, internal_date, action, reason_kind, reason_name, reason_detail, state, outcome) "
-    "VALUES ({markers})"
+_MEMBER_COLUMNS = (
+    "plan_id, message_row, folder, uidvalidity, uid, message_id, size, internal_date, action, "
+    "reason_kind, reason_name, reason_detail"
 )
 
 
-def insert_items(session: Session, plan_id: int, items: Sequence[PlannedMessage]) -> None:
-    """Store ``items`` as planned items of ``plan_id``, with the driver's own executemany
-    (SQLAlchemy's per-row parameter handling costs more than the insert)."""
+def insert_members(session: Session, plan_id: int, items: Sequence[PlannedMessage]) -> None:
+    """Store ``items`` as members of ``plan_id`` (``PlanMember``), with the driver's own
+    executemany (SQLAlchemy's per-row parameter handling costs more than the insert)."""
     if not items:
         return
     session.flush()
@@ -63,9 +76,9 @@ def insert_items(session: Session, plan_id: int, items: Sequence[PlannedMessage]
     sqlite = connection.dialect.name == "sqlite"
     to_driver = sqlite_utc_text if sqlite else naive_utc
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    planned = ItemState.PLANNED.value
     connection.exec_driver_sql(
-        _INSERT_ITEMS.format(markers=", ".join([marker] * 14)),
+        f"INSERT INTO plan_members ({_MEMBER_COLUMNS}) "  # noqa: S608 - constant names
+        f"VALUES ({', '.join([marker] * 12)})",
         [
             (
                 plan_id,
@@ -80,12 +93,84 @@ def insert_items(session: Session, plan_id: int, items: Sequence[PlannedMessage]
                 item.reason_kind,
                 item.reason_name,
                 item.reason_detail,
-                planned,
-                "",
             )
             for item in items
         ],
     )
+
+
+def index_new_members(session: Session) -> None:
+    """Bring the BRIN index of ``plan_members`` up to the rows just stored (PostgreSQL).
+
+    A BRIN index reads every block range it has not summarised, and a server summarises
+    only when it vacuums the table (and never, without autovacuum): without this, finding
+    one plan's members would read every member of every plan stored since. It reads only
+    the new ranges, and counts the rows of this transaction as well.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()
+    session.connection().exec_driver_sql(
+        "SELECT brin_summarize_new_values('ix_plan_members_plan'::regclass)"
+    )
+
+
+def write_journal(session: Session, plan_id: int) -> int:
+    """Move the plan's members into the journal (``plan_items``, ``planned``, same ids);
+    returns how many. ``purge execute`` does this as it starts, with the plan locked;
+    a plan whose journal is written has no members, and this does nothing."""
+    session.flush()
+    connection = session.connection()
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
+    columns = f"id, {_MEMBER_COLUMNS}"
+    written = connection.exec_driver_sql(
+        f"INSERT INTO plan_items ({columns}, state, outcome) "  # noqa: S608 - constant names
+        f"SELECT {columns}, {marker}, '' FROM plan_members WHERE plan_id = {marker} "
+        "ORDER BY id",
+        (ItemState.PLANNED.value, plan_id),
+    ).rowcount
+    connection.exec_driver_sql(
+        f"DELETE FROM plan_members WHERE plan_id = {marker}",  # noqa: S608 - a marker
+        (plan_id,),
+    )
+    return int(written)
+
+
+_SHARED_COLUMNS = (
+    "id",
+    "plan_id",
+    "message_row",
+    "folder",
+    "uidvalidity",
+    "uid",
+    "message_id",
+    "size",
+    "internal_date",
+    "action",
+    "reason_kind",
+    "reason_name",
+    "reason_detail",
+)
+
+
+def plan_entries(*plan_ids: int) -> Subquery:
+    """The items of ``plan_ids`` wherever they are: journal rows, and the members of plans
+    not yet executing (``planned``, no outcome). It has the columns of ``PlanItem``."""
+    journal = select(
+        *(getattr(PlanItem, name) for name in _SHARED_COLUMNS),
+        PlanItem.state,
+        PlanItem.outcome,
+        PlanItem.batch,
+        PlanItem.done_at,
+    ).where(PlanItem.plan_id.in_(plan_ids))
+    members = select(
+        *(getattr(PlanMember, name) for name in _SHARED_COLUMNS),
+        literal(ItemState.PLANNED.value, String).label("state"),
+        literal("", Text).label("outcome"),
+        null().cast(Integer).label("batch"),
+        null().cast(UTCDateTime).label("done_at"),
+    ).where(PlanMember.plan_id.in_(plan_ids))
+    return union_all(journal, members).subquery("plan_entries")
 
 
 def get_plan(session: Session, ref: str, *, for_update: bool = False) -> Plan:
@@ -107,11 +192,15 @@ def list_plans(session: Session, *, account: str | None = None, limit: int = 50)
 
 # why: a literal tab inside the quotes (valid in SQLite and PostgreSQL alike)
 _HASH_LINE_SQL = " || '\t' || ".join(HASH_LINE_COLUMNS)
-_STORED_HASH_LINES = "SELECT {line} FROM plan_items WHERE plan_id = {marker}"
+_STORED_HASH_LINES = (
+    "SELECT {line} FROM plan_items WHERE plan_id = {marker} "
+    "UNION ALL SELECT {line} FROM plan_members WHERE plan_id = {marker}"
+)
 
 
 def stored_content_hash(session: Session, plan: Plan) -> tuple[str, int]:
-    """The content hash of ``plan``'s items as stored, and how many there are.
+    """The content hash of ``plan``'s items as stored (its members, or its journal once
+    it executes), and how many there are.
 
     The database writes each item's line of the hash (``purge.model.HASH_LINE_COLUMNS``):
     a plan may hold a million items, and reading them as rows would cost more than the
@@ -123,7 +212,9 @@ def stored_content_hash(session: Session, plan: Plan) -> tuple[str, int]:
     lines: list[str] = []
     try:
         marker = "%s" if postgresql else "?"
-        cursor.execute(_STORED_HASH_LINES.format(line=_HASH_LINE_SQL, marker=marker), (plan.id,))
+        cursor.execute(
+            _STORED_HASH_LINES.format(line=_HASH_LINE_SQL, marker=marker), (plan.id, plan.id)
+        )
         while rows := cursor.fetchmany(_ROWS_PER_FETCH):
             lines += [line for (line,) in rows]
     finally:
@@ -137,17 +228,14 @@ def stored_content_hash(session: Session, plan: Plan) -> tuple[str, int]:
 def item_groups(session: Session, plan_id: int) -> list[ItemGroup]:
     """The plan's items by folder and reason: how many, and their bytes."""
     session.flush()
-    query = (
-        select(
-            PlanItem.folder,
-            PlanItem.reason_kind,
-            PlanItem.reason_name,
-            func.count(),
-            func.coalesce(func.sum(PlanItem.size), 0),
-        )
-        .where(PlanItem.plan_id == plan_id)
-        .group_by(PlanItem.folder, PlanItem.reason_kind, PlanItem.reason_name)
-    )
+    items = plan_entries(plan_id)
+    query = select(
+        items.c.folder,
+        items.c.reason_kind,
+        items.c.reason_name,
+        func.count(),
+        func.coalesce(func.sum(items.c.size), 0),
+    ).group_by(items.c.folder, items.c.reason_kind, items.c.reason_name)
     return [
         (folder, kind, name, int(messages), int(size))  # PostgreSQL sums to Decimal
         for folder, kind, name, messages, size in session.execute(query)
@@ -188,13 +276,8 @@ def items_in_state(session: Session, plan_id: int, state: ItemState) -> list[Jou
 
 
 def count_by_state(session: Session, plan_id: int) -> dict[str, int]:
-    return _pairs(
-        session.execute(
-            select(PlanItem.state, func.count())
-            .where(PlanItem.plan_id == plan_id)
-            .group_by(PlanItem.state)
-        )
-    )
+    items = plan_entries(plan_id)
+    return _pairs(session.execute(select(items.c.state, func.count()).group_by(items.c.state)))
 
 
 def skipped_reasons(session: Session, plan_id: int) -> dict[str, int]:
@@ -333,18 +416,14 @@ def sample_items(session: Session, plan_id: int, *, per_reason: int) -> list[dic
 
     Picked by the database (a window function): a plan may hold a million items.
     """
+    items = plan_entries(plan_id)
     rank = (
         func.row_number()
-        .over(partition_by=(PlanItem.reason_kind, PlanItem.reason_name), order_by=PlanItem.id)
+        .over(partition_by=(items.c.reason_kind, items.c.reason_name), order_by=items.c.id)
         .label("rank")
     )
-    ranked = select(PlanItem.id, rank).where(PlanItem.plan_id == plan_id).subquery()
-    query = (
-        select(PlanItem)
-        .join(ranked, ranked.c.id == PlanItem.id)
-        .where(ranked.c.rank <= per_reason)
-        .order_by(PlanItem.id)
-    )
+    ranked = select(items, rank).subquery()
+    query = select(ranked).where(ranked.c.rank <= per_reason).order_by(ranked.c.id)
     return [
         {
             "folder": item.folder,
@@ -357,5 +436,5 @@ def sample_items(session: Session, plan_id: int, *, per_reason: int) -> list[dic
             "state": item.state,
             "outcome": item.outcome,
         }
-        for item in session.scalars(query)
+        for item in session.execute(query)
     ]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
+from mailhygiene.purge.model import ItemAction, PlannedMessage
 from mailhygiene.store.case_queries import contains_ignoring_case
 from mailhygiene.store.facts_queries import indexed_select
 from mailhygiene.store.models import (
@@ -149,11 +149,11 @@ _DUE_ITEMS = (
     "SELECT m.id, m.folder_id, m.uid, m.message_id, m.size, {internal_date}, v.kind, v.name, "
     "v.detail FROM messages m JOIN retention_verdicts v ON v.message_id = m.id WHERE {due}"
 )
-_STORE_DUE_ITEMS = (
-    "INSERT INTO plan_items (plan_id, message_row, folder, uidvalidity, uid, message_id, size, "
-    "internal_date, action, reason_kind, reason_name, reason_detail, state, outcome) "
+_STORE_DUE_MEMBERS = (
+    "INSERT INTO plan_members (plan_id, message_row, folder, uidvalidity, uid, message_id, "
+    "size, internal_date, action, reason_kind, reason_name, reason_detail) "
     "SELECT {marker}, m.id, f.name, coalesce(f.uidvalidity, 0), m.uid, m.message_id, m.size, "
-    "m.internal_date, {marker}, v.kind, v.name, v.detail, {marker}, '' "
+    "m.internal_date, {marker}, v.kind, v.name, v.detail "
     "FROM messages m JOIN folders f ON f.id = m.folder_id "
     "JOIN retention_verdicts v ON v.message_id = m.id WHERE {due}"
 )
@@ -253,8 +253,8 @@ def store_purgeable(
     action: ItemAction,
     excluding: Collection[int] = (),
 ) -> None:
-    """Store as items of ``plan_id`` what ``purgeable`` would return, in one statement
-    (the rows never pass through Python)."""
+    """Store as members of ``plan_id`` (``PlanMember``) what ``purgeable`` would return,
+    in one statement (the rows never pass through Python)."""
     if not folders:
         return
     session.flush()
@@ -262,8 +262,8 @@ def store_purgeable(
     postgresql = connection.dialect.name == "postgresql"
     due, parameters = _due(postgresql, folders, key, now, excluding)
     connection.exec_driver_sql(
-        _STORE_DUE_ITEMS.format(marker="%s" if postgresql else "?", due=due),
-        (plan_id, action.value, ItemState.PLANNED.value, *parameters),
+        _STORE_DUE_MEMBERS.format(marker="%s" if postgresql else "?", due=due),
+        (plan_id, action.value, *parameters),
     )
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, text
 
@@ -39,7 +40,8 @@ from mailhygiene.purge.approve import approve_plan
 from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.purge.model import ItemState
 from mailhygiene.purge.plan import plan_purge
-from mailhygiene.store.models import Account, Folder, Message, Plan, PlanItem, QuarantineEntry
+from mailhygiene.store import purge_queries
+from mailhygiene.store.models import Account, Folder, Message, Plan, QuarantineEntry
 from mailhygiene.store.session import Store, open_store
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -225,14 +227,13 @@ class FaultWorld:
         with self.store.transaction() as session:
             return str(session.scalar(select(Plan.status).where(Plan.ref == ref)))
 
-    def items(self, ref: str) -> list[PlanItem]:
+    def items(self, ref: str) -> list[Any]:
+        """The plan's items wherever they are (members, or the journal once executing)."""
         with self.store.transaction() as session:
             plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
-            return list(
-                session.scalars(
-                    select(PlanItem).where(PlanItem.plan_id == plan_id).order_by(PlanItem.id)
-                )
-            )
+            assert plan_id is not None
+            items = purge_queries.plan_entries(plan_id)
+            return list(session.execute(select(items).order_by(items.c.id)))
 
     def server_state(self) -> ServerState:
         """Where every planted message is now, read with plain imaplib."""
@@ -379,7 +380,7 @@ def check_purge(
                 select(QuarantineEntry).where(QuarantineEntry.plan_ref == ref)
             )
         }
-    planned_keys: dict[str, PlanItem] = {}
+    planned_keys: dict[str, Any] = {}
     for item in items:
         key = before.key_at(item.folder, item.uid)
         if key is None:

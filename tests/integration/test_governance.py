@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -45,7 +46,7 @@ from mailhygiene.purge.plan import plan_purge, stored_summary
 from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
 from mailhygiene.scheduled import scheduled_run
 from mailhygiene.simulation import preview_hold_release, simulate_policy
-from mailhygiene.store import governance_queries
+from mailhygiene.store import governance_queries, purge_queries
 from mailhygiene.store.models import (
     Case,
     CaseThread,
@@ -207,10 +208,12 @@ class World:
                 )
             )
 
-    def items(self, ref: str) -> list[PlanItem]:
+    def items(self, ref: str) -> list[Any]:
+        """The plan's items wherever they are (members, or the journal once executing)."""
         with self.store.transaction() as session:
             plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
-            return list(session.scalars(select(PlanItem).where(PlanItem.plan_id == plan_id)))
+            assert plan_id is not None
+            return list(session.execute(select(purge_queries.plan_entries(plan_id))))
 
     def tombstones(self) -> list[Tombstone]:
         with self.store.transaction() as session:

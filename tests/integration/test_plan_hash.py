@@ -21,7 +21,7 @@ from mailhygiene.purge.approve import verify_plan_integrity
 from mailhygiene.purge.model import ItemAction, PlanKind, PlannedMessage, content_hash
 from mailhygiene.purge.plan import PlanSummary, store_plan
 from mailhygiene.store import purge_queries
-from mailhygiene.store.models import Plan, PlanItem
+from mailhygiene.store.models import Plan, PlanItem, PlanMember
 from mailhygiene.store.session import Store
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
@@ -100,6 +100,10 @@ def test_the_database_writes_each_items_hash_line_as_python_does(store: Store) -
         assert purge_queries.stored_content_hash(session, plan) == (expected, len(AWKWARD))
         verify_plan_integrity(session, plan)
         groups = sorted(purge_queries.item_groups(session, plan.id))
+        purge_queries.write_journal(session, plan.id)  # the same, once executing starts
+        assert purge_queries.stored_content_hash(session, plan) == (expected, len(AWKWARD))
+        verify_plan_integrity(session, plan)
+        assert sorted(purge_queries.item_groups(session, plan.id)) == groups
     assert groups == [
         ("INBOX", "default", "default", 2, 1),
         ("Inkorg/Reklamationsärenden", "rule", "bokföring", 1, 2**40),
@@ -107,20 +111,26 @@ def test_the_database_writes_each_items_hash_line_as_python_does(store: Store) -
     ]
 
 
+@pytest.mark.parametrize("stored_as", [PlanMember, PlanItem], ids=["members", "journal"])
 @pytest.mark.parametrize(
     ("column", "value"),
     [("uid", 11), ("uidvalidity", 8), ("size", 6), ("action", "delete"), ("folder", "INBOX ")],
 )
 def test_a_changed_stored_value_is_refused_as_altered(
-    store: Store, column: str, value: object
+    store: Store, column: str, value: object, stored_as: type[PlanMember | PlanItem]
 ) -> None:
+    """Altered where the plan's items are: its members until executing starts, then its
+    journal."""
     ref = _store(store, AWKWARD)
     with store.transaction() as session:
         plan = session.scalars(select(Plan).where(Plan.ref == ref)).one()
-        session.execute(
-            update(PlanItem)
-            .where(PlanItem.plan_id == plan.id, PlanItem.message_row == 3)
+        if stored_as is PlanItem:
+            purge_queries.write_journal(session, plan.id)
+        altered = session.execute(
+            update(stored_as)
+            .where(stored_as.plan_id == plan.id, stored_as.message_row == 3)
             .values({column: value})
         )
+        assert altered.rowcount == 1  # type: ignore[attr-defined]
         with pytest.raises(SafetyRefusal, match="altered"):
             verify_plan_integrity(session, plan)

@@ -40,8 +40,16 @@ from mailhygiene.purge.model import ItemAction, ItemState, PlannedMessage
 from mailhygiene.purge.plan import PlanComputation, compute_plan, plan_purge, stored_summary
 from mailhygiene.purge.views import plan_items_sample
 from mailhygiene.retention import refresh_verdicts
-from mailhygiene.store import index_queries
-from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, StoredVerdict
+from mailhygiene.store import index_queries, purge_queries
+from mailhygiene.store.models import (
+    Case,
+    CaseThread,
+    Message,
+    Plan,
+    PlanItem,
+    PlanMember,
+    StoredVerdict,
+)
 from mailhygiene.store.session import Store, open_store
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
@@ -209,8 +217,9 @@ def assert_same_plan(store: Store, policy: Policy, now: datetime) -> PlanComputa
 def assert_stored_plan_is(
     store: Store, policy: Policy, now: datetime, expected: PlanComputation
 ) -> None:
-    """``plan_purge`` (items copied into the plan by SQL, hash and totals from the stored
-    rows) stores exactly the computed plan, and approving it finds it intact."""
+    """``plan_purge`` (items copied into the plan's members by SQL, hash and totals from
+    the stored rows) stores exactly the computed plan, approving it finds it intact, and
+    so it is once its journal is written, as executing it does first."""
     summary = plan_purge(store, policy, account=ACCOUNT, now=now, actor="t")
     for name in ("item_count", "total_bytes", "content_hash", "by_folder", "by_reason", "kept"):
         assert getattr(summary, name) == getattr(expected.summary, name), name
@@ -219,19 +228,36 @@ def assert_stored_plan_is(
         assert not expected.items
         return
     assert stored_summary(store, summary.ref).to_json() == expected.summary.to_json()
+    expected_rows = [tuple(item) for item in expected.items]
     with store.transaction() as session:
         plan = session.scalars(select(Plan).where(Plan.ref == summary.ref)).one()
+        members = session.scalars(
+            select(PlanMember).where(PlanMember.plan_id == plan.id).order_by(PlanMember.message_row)
+        ).all()
+        assert [_planned(row) for row in members] == expected_rows
+        assert not session.scalar(select(func.count()).where(PlanItem.plan_id == plan.id))
+        verify_plan_integrity(session, plan)
+        member_ids = sorted(row.id for row in members)
+        assert purge_queries.write_journal(session, plan.id) == len(members)
+    with store.transaction() as session:
         rows = session.scalars(
             select(PlanItem).where(PlanItem.plan_id == plan.id).order_by(PlanItem.message_row)
         ).all()
-        assert [_planned(row) for row in rows] == [tuple(item) for item in expected.items]
+        assert [_journaled(row) for row in rows] == expected_rows
+        assert sorted(row.id for row in rows) == member_ids
+        assert not session.scalar(select(func.count()).where(PlanMember.plan_id == plan.id))
         verify_plan_integrity(session, plan)
+        assert purge_queries.write_journal(session, plan.id) == 0
 
 
-def _planned(row: PlanItem) -> tuple[object, ...]:
+def _journaled(row: PlanItem) -> tuple[object, ...]:
     assert row.state == ItemState.PLANNED.value
     assert row.outcome == ""
     assert (row.batch, row.done_at) == (None, None)
+    return _planned(row)
+
+
+def _planned(row: PlanItem | PlanMember) -> tuple[object, ...]:
     return tuple(
         PlannedMessage(
             row.message_row or 0,
@@ -352,7 +378,7 @@ def test_a_plans_sample_is_the_first_items_of_each_reason(mailbox: Store) -> Non
     with mailbox.transaction() as session:
         plan = session.scalars(select(Plan).where(Plan.ref == summary.ref)).one()
         rows = session.scalars(
-            select(PlanItem).where(PlanItem.plan_id == plan.id).order_by(PlanItem.id)
+            select(PlanMember).where(PlanMember.plan_id == plan.id).order_by(PlanMember.id)
         ).all()
         taken: dict[str, int] = {}
         expected = []
@@ -360,9 +386,16 @@ def test_a_plans_sample_is_the_first_items_of_each_reason(mailbox: Store) -> Non
             reason = f"{row.reason_kind}:{row.reason_name}"
             if taken.get(reason, 0) < 2:
                 taken[reason] = taken.get(reason, 0) + 1
-                expected.append((row.uid, reason, row.reason_detail))
-    sample = plan_items_sample(mailbox, summary.ref, per_reason=2)
-    assert [(item["uid"], item["reason"], item["detail"]) for item in sample] == expected
+                expected.append((row.uid, reason, row.reason_detail, "planned"))
+
+    def shown() -> list[tuple[object, ...]]:
+        sample = plan_items_sample(mailbox, summary.ref or "", per_reason=2)
+        return [(i["uid"], i["reason"], i["detail"], i["state"]) for i in sample]
+
+    assert shown() == expected
+    with mailbox.transaction() as session:
+        purge_queries.write_journal(session, plan.id)
+    assert shown() == expected  # the same once the journal is written
 
 
 def _stored_verdicts(store: Store) -> list[tuple[object, ...]]:

@@ -12,9 +12,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount, ThrowawayDovecot
@@ -30,8 +31,17 @@ from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.purge.model import ItemState
 from mailhygiene.purge.plan import plan_purge
 from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
-from mailhygiene.store.models import Case, CaseThread, Message, Plan, PlanItem, QuarantineEntry
-from mailhygiene.store.session import Store, open_store
+from mailhygiene.store import purge_queries
+from mailhygiene.store.models import (
+    Case,
+    CaseThread,
+    Message,
+    Plan,
+    PlanItem,
+    PlanMember,
+    QuarantineEntry,
+)
+from mailhygiene.store.session import Session, Store, open_store
 
 pytestmark = pytest.mark.dovecot
 
@@ -116,10 +126,32 @@ class World:
                     found.add(match.group(1).decode().lower())
         return found
 
-    def items(self, ref: str) -> list[PlanItem]:
+    def items(self, ref: str) -> list[Any]:
+        """The plan's items wherever they are (members, or the journal once executing)."""
         with self.store.transaction() as session:
             plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
-            return list(session.scalars(select(PlanItem).where(PlanItem.plan_id == plan_id)))
+            assert plan_id is not None
+            return list(session.execute(select(purge_queries.plan_entries(plan_id))))
+
+    def stored_as(self, ref: str) -> dict[str, int]:
+        """How many of the plan's items are members, and how many journal rows."""
+        with self.store.transaction() as session:
+            plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
+            return {
+                name: session.scalar(
+                    select(func.count()).select_from(table).where(table.plan_id == plan_id)
+                )
+                or 0
+                for name, table in (("members", PlanMember), ("journal", PlanItem))
+            }
+
+    def start_executing(self, session: Session, ref: str) -> int:
+        """What ``purge execute`` does first (and a kill -9 right after it leaves)."""
+        plan_id = session.scalar(select(Plan.id).where(Plan.ref == ref))
+        assert plan_id is not None
+        purge_queries.write_journal(session, plan_id)
+        session.execute(update(Plan).where(Plan.id == plan_id).values(status="executing"))
+        return plan_id
 
     def quarantine_by_uid(self) -> dict[int, str]:
         """UID → Message-ID of what is in the quarantine folder on the server."""
@@ -176,9 +208,14 @@ def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
 
 def test_end_to_end_moves_only_expired_mail_to_quarantine(world: World) -> None:
     ref = world.plan()
-    assert len(world.items(ref)) == 6
+    planned = world.items(ref)
+    assert len(planned) == 6
+    assert world.stored_as(ref) == {"members": 6, "journal": 0}
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    assert world.stored_as(ref) == {"members": 6, "journal": 0}
     report = world.execute(ref)
+    assert world.stored_as(ref) == {"members": 0, "journal": 6}
+    assert sorted(i.id for i in world.items(ref)) == sorted(i.id for i in planned)
     assert report.status == "done"
     assert report.done == 6
     assert not report.skipped
@@ -213,12 +250,19 @@ def test_expired_plan_cannot_be_approved_or_executed(world: World) -> None:
     assert len(world.folder_message_ids("INBOX")) == 9
 
 
-def test_plan_altered_after_approval_is_refused(world: World) -> None:
+@pytest.mark.parametrize("stored_as", [PlanMember, PlanItem], ids=["members", "journal"])
+def test_plan_altered_after_approval_is_refused(
+    world: World, stored_as: type[PlanMember | PlanItem]
+) -> None:
+    """Altered before executing starts (its members), or after (its journal; then a
+    resumed execution finds it)."""
     ref = world.plan()
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
     with world.store.transaction() as session:
-        item_id = session.scalars(select(PlanItem.id)).first()
-        session.execute(update(PlanItem).where(PlanItem.id == item_id).values(uid=999))
+        if stored_as is PlanItem:
+            world.start_executing(session, ref)
+        item_id = session.scalars(select(stored_as.id)).first()
+        session.execute(update(stored_as).where(stored_as.id == item_id).values(uid=999))
     with pytest.raises(SafetyRefusal, match="altered"):
         world.execute(ref)
     assert len(world.folder_message_ids("INBOX")) == 9
@@ -340,7 +384,7 @@ def test_crash_between_journal_and_command_resumes_without_loss(world: World) ->
     items = sorted(world.items(ref), key=lambda i: i.uid)
     not_sent, sent = items[:2], items[2:4]
     with world.store.transaction() as session:
-        session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
+        world.start_executing(session, ref)
         session.execute(
             update(PlanItem)
             .where(PlanItem.id.in_([i.id for i in items[:4]]))
@@ -372,7 +416,7 @@ def test_resume_after_crash_in_delete_unflags_then_reverifies(world: World) -> N
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
     first = min(world.items(ref), key=lambda i: i.uid)
     with world.store.transaction() as session:
-        session.execute(update(Plan).where(Plan.ref == ref).values(status="executing"))
+        world.start_executing(session, ref)
         session.execute(
             update(PlanItem)
             .where(PlanItem.id == first.id)

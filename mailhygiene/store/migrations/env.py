@@ -11,9 +11,12 @@ from mailhygiene.store.models import Base
 
 engine = context.config.attributes["engine"]
 
-CHECKED_BY_TRIGGERS_ON_POSTGRESQL = frozenset({"fk_plan_items_plan_id_plans"})
-"""Foreign keys that PostgreSQL enforces with per-statement triggers instead (migration
-0009): the models declare them for SQLite, and the drift check expects them there only."""
+CHECKED_BY_TRIGGERS_ON_POSTGRESQL = frozenset(
+    {"fk_plan_items_plan_id_plans", "fk_plan_members_plan_id_plans"}
+)
+"""Foreign keys that PostgreSQL enforces with per-statement triggers instead (migrations
+0009 and 0010): the models declare them for SQLite, and the drift check expects them
+there only."""
 
 
 def _compared_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
