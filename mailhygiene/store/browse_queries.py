@@ -180,7 +180,7 @@ def common_items(session: Session, plan_id: int, other_id: int) -> int:
     """
 
     def identities(one: int) -> Any:
-        items = plan_entries(one)
+        items = plan_entries(one, columns=("folder", "uidvalidity", "uid"))
         return select(items.c.folder, items.c.uidvalidity, items.c.uid)
 
     both = intersect(identities(plan_id), identities(other_id)).subquery()
@@ -222,7 +222,7 @@ def done_per_plan(session: Session, plan_ids: Sequence[int]) -> dict[int, Bucket
 
 
 def item_states(session: Session, plan_id: int) -> dict[str, int]:
-    items = plan_entries(plan_id)
+    items = plan_entries(plan_id, columns=("state",))
     rows = session.execute(select(items.c.state, func.count()).group_by(items.c.state))
     return {state: int(count) for state, count in rows}
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     String,
     Subquery,
@@ -151,24 +152,28 @@ _SHARED_COLUMNS = (
     "reason_name",
     "reason_detail",
 )
+_JOURNAL_COLUMNS = ("state", "outcome", "batch", "done_at")
 
 
-def plan_entries(*plan_ids: int) -> Subquery:
+def plan_entries(*plan_ids: int, columns: Sequence[str] = ()) -> Subquery:
     """The items of ``plan_ids`` wherever they are: journal rows, and the members of plans
-    not yet executing (``planned``, no outcome). It has the columns of ``PlanItem``."""
-    journal = select(
-        *(getattr(PlanItem, name) for name in _SHARED_COLUMNS),
-        PlanItem.state,
-        PlanItem.outcome,
-        PlanItem.batch,
-        PlanItem.done_at,
-    ).where(PlanItem.plan_id.in_(plan_ids))
+    not yet executing (``planned``, no outcome). It has the columns of ``PlanItem``, or
+    just ``columns`` of them (SQLite reads every column of a union it is asked for)."""
+    names = columns or (*_SHARED_COLUMNS, *_JOURNAL_COLUMNS)
+    as_member: dict[str, ColumnElement[Any]] = {
+        "state": literal(ItemState.PLANNED.value, String),
+        "outcome": literal("", Text),
+        "batch": null().cast(Integer),
+        "done_at": null().cast(UTCDateTime),
+    }
+    journal = select(*(getattr(PlanItem, name) for name in names)).where(
+        PlanItem.plan_id.in_(plan_ids)
+    )
     members = select(
-        *(getattr(PlanMember, name) for name in _SHARED_COLUMNS),
-        literal(ItemState.PLANNED.value, String).label("state"),
-        literal("", Text).label("outcome"),
-        null().cast(Integer).label("batch"),
-        null().cast(UTCDateTime).label("done_at"),
+        *(
+            as_member[name].label(name) if name in as_member else getattr(PlanMember, name)
+            for name in names
+        )
     ).where(PlanMember.plan_id.in_(plan_ids))
     return union_all(journal, members).subquery("plan_entries")
 
@@ -228,18 +233,25 @@ def stored_content_hash(session: Session, plan: Plan) -> tuple[str, int]:
 def item_groups(session: Session, plan_id: int) -> list[ItemGroup]:
     """The plan's items by folder and reason: how many, and their bytes."""
     session.flush()
-    items = plan_entries(plan_id)
-    query = select(
-        items.c.folder,
-        items.c.reason_kind,
-        items.c.reason_name,
-        func.count(),
-        func.coalesce(func.sum(items.c.size), 0),
-    ).group_by(items.c.folder, items.c.reason_kind, items.c.reason_name)
-    return [
-        (folder, kind, name, int(messages), int(size))  # PostgreSQL sums to Decimal
-        for folder, kind, name, messages, size in session.execute(query)
-    ]
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    # why: each table grouped on its own: SQLite would copy every row through a union first
+    for table in (PlanMember, PlanItem):
+        query = (
+            select(
+                table.folder,
+                table.reason_kind,
+                table.reason_name,
+                func.count(),
+                func.coalesce(func.sum(table.size), 0),
+            )
+            .where(table.plan_id == plan_id)
+            .group_by(table.folder, table.reason_kind, table.reason_name)
+        )
+        for folder, kind, name, messages, size in session.execute(query):
+            totals = groups.setdefault((folder, kind, name), [0, 0])
+            totals[0] += int(messages)
+            totals[1] += int(size)  # PostgreSQL sums to Decimal
+    return [(*group, messages, size) for group, (messages, size) in groups.items()]
 
 
 class JournalItem(NamedTuple):
@@ -276,7 +288,7 @@ def items_in_state(session: Session, plan_id: int, state: ItemState) -> list[Jou
 
 
 def count_by_state(session: Session, plan_id: int) -> dict[str, int]:
-    items = plan_entries(plan_id)
+    items = plan_entries(plan_id, columns=("state",))
     return _pairs(session.execute(select(items.c.state, func.count()).group_by(items.c.state)))
 
 
