@@ -380,17 +380,25 @@ def add_quarantine_entries(session: Session, rows: list[dict[str, object]]) -> N
     # more than the insert, and a purge writes one row per moved message (one statement
     # over JSON, as mark_items does, took SQLite longer: a json_extract per value)
     to_driver = sqlite_utc_text if connection.dialect.name == "sqlite" else naive_utc
+    # why: a batch's rows share their instants (moved now, purgeable after the grace);
+    # converting each again took most of the time spent here
+    converted: dict[datetime, Any] = {}
+
+    def driver_value(value: object) -> object:
+        if not isinstance(value, datetime):
+            return value
+        text = converted.get(value)
+        if text is None:
+            text = converted[value] = to_driver(value)
+        return text
+
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     statement = (
         f"INSERT INTO quarantine ({', '.join(columns)}) "  # noqa: S608 - checked names only
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     connection.exec_driver_sql(
-        statement,
-        [
-            tuple(to_driver(v) if isinstance(v, datetime) else v for v in map(row.get, columns))
-            for row in rows
-        ],
+        statement, [tuple(map(driver_value, map(row.get, columns))) for row in rows]
     )
 
 
