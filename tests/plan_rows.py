@@ -19,10 +19,17 @@ def numbered_items(count: int) -> list[PlannedMessage]:
 
 
 def store_plan_of(
-    store: Store, count: int, *, at: datetime, ref: str = "P-1", status: str = "approved"
+    store: Store,
+    count: int,
+    *,
+    at: datetime,
+    ref: str = "P-1",
+    status: str = "approved",
+    journal: bool = True,
 ) -> int:
-    """Store a plan of ``numbered_items(count)`` as it is (no hash, no audit), with its
-    journal written (as executing it starts by doing); its id."""
+    """Store a plan of ``numbered_items(count)`` as it is (no hash, no audit); its id.
+    With ``journal``, its journal is written (as executing it starts by doing); without,
+    its items stay its members."""
     with store.transaction() as session:
         plan = Plan(
             ref=ref,
@@ -41,5 +48,6 @@ def store_plan_of(
             note="",
         )
         purge_queries.insert_plan(session, plan, numbered_items(count))
-        purge_queries.write_journal(session, plan.id)
+        if journal:
+            purge_queries.write_journal(session, plan.id)
         return plan.id

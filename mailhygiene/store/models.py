@@ -243,19 +243,9 @@ class Plan(Base):
     finished_at: Mapped[datetime | None]
 
 
-class PlanItem(Base):
-    """One message of a plan; ``state`` is the execution journal for it. Written from the
-    plan's ``PlanMember`` rows when the plan starts executing.
-
-    planned → in_flight (written *before* the server command) → done | skipped | failed.
-    A resumed execution finds ``in_flight`` items and checks the server for where they are.
-
-    ``plan_id`` is a foreign key on SQLite; on PostgreSQL triggers check it once per
-    statement rather than once per row, with the same guarantees (migration 0009).
-    """
-
-    __tablename__ = "plan_items"
-    __table_args__ = (Index("ix_plan_items_plan_state", "plan_id", "state"),)
+class _PlannedMessage:
+    """The columns a plan's member (``PlanMember``) and its journal row (``PlanItem``)
+    share: which message, as the server knows it, and why it is planned."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
@@ -270,13 +260,29 @@ class PlanItem(Base):
     reason_kind: Mapped[str] = mapped_column(String(30))
     reason_name: Mapped[str] = mapped_column(String(200))
     reason_detail: Mapped[str] = mapped_column(Text)
+
+
+class PlanItem(_PlannedMessage, Base):
+    """One message of a plan; ``state`` is the execution journal for it. Written from the
+    plan's ``PlanMember`` rows when the plan starts executing.
+
+    planned → in_flight (written *before* the server command) → done | skipped | failed.
+    A resumed execution finds ``in_flight`` items and checks the server for where they are.
+
+    ``plan_id`` is a foreign key on SQLite; on PostgreSQL triggers check it once per
+    statement rather than once per row, with the same guarantees (migration 0009).
+    """
+
+    __tablename__ = "plan_items"
+    __table_args__ = (Index("ix_plan_items_plan_state", "plan_id", "state"),)
+
     state: Mapped[str] = mapped_column(String(20), default="planned")
     outcome: Mapped[str] = mapped_column(Text, default="")
     batch: Mapped[int | None] = mapped_column(Integer)
     done_at: Mapped[datetime | None]
 
 
-class PlanMember(Base):
+class PlanMember(_PlannedMessage, Base):
     """One message of a plan that has not started executing: what it is and why.
 
     A plan is stored as its members; ``purge execute`` writes them to the journal
@@ -297,20 +303,6 @@ class PlanMember(Base):
         Index("ix_plan_members_plan", "plan_id", postgresql_using="brin"),
         {"sqlite_autoincrement": True},
     )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
-    message_row: Mapped[int | None] = mapped_column(Integer)
-    folder: Mapped[str] = mapped_column(String(1000))
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    uid: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[str] = mapped_column(String(998))
-    size: Mapped[int] = mapped_column(BigInteger)
-    internal_date: Mapped[datetime | None]
-    action: Mapped[str] = mapped_column(String(20))  # move | delete
-    reason_kind: Mapped[str] = mapped_column(String(30))
-    reason_name: Mapped[str] = mapped_column(String(200))
-    reason_detail: Mapped[str] = mapped_column(Text)
 
 
 class Approval(Base):

@@ -8,11 +8,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
-from mailhygiene.store import purge_queries
 from mailhygiene.store.migrate import alembic_config, check_drift, current_revision
-from mailhygiene.store.models import Plan, PlanItem
+from mailhygiene.store.models import PlanItem
 from mailhygiene.store.session import Store
-from tests.plan_rows import numbered_items
+from tests.plan_rows import store_plan_of
 from tests.store_fixtures import store_fixture, store_target_fixture  # noqa: F401
 
 
@@ -36,7 +35,9 @@ def test_every_migration_downgrades_and_upgrades_again(store: Store) -> None:
 def test_downgrading_past_plan_members_keeps_a_pending_plans_items(store: Store) -> None:
     """0010 stores a plan as members; going back to 0009 writes them to the journal."""
     at = datetime(2026, 12, 7, tzinfo=UTC)
-    plan_id = _pending_plan_of_members(store, at, count=3)
+    plan_id = store_plan_of(store, 3, at=at, status="pending", journal=False)
+    with store.transaction() as session:
+        assert not session.scalar(select(func.count()).select_from(PlanItem))
     config = alembic_config(store)
     command.downgrade(config, "0009")
     with store.engine.connect() as connection:
@@ -47,26 +48,3 @@ def test_downgrading_past_plan_members_keeps_a_pending_plans_items(store: Store)
     assert [tuple(row) for row in rows] == [(1, "planned"), (2, "planned"), (3, "planned")]
     command.upgrade(config, "head")
     check_drift(store)
-
-
-def _pending_plan_of_members(store: Store, at: datetime, *, count: int) -> int:
-    with store.transaction() as session:
-        plan = Plan(
-            ref="P-1",
-            kind="purge",
-            account="a",
-            status="pending",
-            created_at=at,
-            created_by="t",
-            planned_for=at,
-            expires_at=at,
-            policy_hash="p",
-            content_hash="c",
-            item_count=count,
-            total_bytes=0,
-            summary="{}",
-            note="",
-        )
-        purge_queries.insert_plan(session, plan, numbered_items(count))
-        assert not session.scalar(select(func.count()).select_from(PlanItem))
-        return plan.id

@@ -36,10 +36,7 @@ def _items_per_plan(store: Store, table: type[PlanItem | PlanMember] = PlanItem)
 
 def _members_plan(store: Store, ref: str, count: int) -> int:
     """A pending plan whose items are still its members."""
-    with store.transaction() as session:
-        plan = session.get_one(Plan, _plan(store, ref, 0))
-        purge_queries.insert_members(session, plan.id, numbered_items(count))
-        return plan.id
+    return store_plan_of(store, count, at=NOW, ref=ref, status="pending", journal=False)
 
 
 def test_members_of_a_plan_that_does_not_exist_are_refused(store: Store) -> None:
@@ -73,44 +70,29 @@ def test_one_orphan_refuses_the_whole_statement(store: Store, table: str) -> Non
     assert _items_per_plan(store, _TABLES[table]) == {}
 
 
-def test_an_item_cannot_be_moved_to_a_plan_that_does_not_exist(store: Store) -> None:
-    plan_id = _plan(store, "P-1", 2)
+@pytest.mark.parametrize("table", sorted(_ROWS))
+def test_an_item_cannot_be_moved_to_a_plan_that_does_not_exist(store: Store, table: str) -> None:
+    stored = _TABLES[table]
+    plan_id = (_plan if stored is PlanItem else _members_plan)(store, "P-1", 2)
     with pytest.raises(IntegrityError), store.transaction() as session:
         session.execute(
-            update(PlanItem).where(PlanItem.plan_id == plan_id).values(plan_id=MISSING_PLAN)
+            update(stored).where(stored.plan_id == plan_id).values(plan_id=MISSING_PLAN)
         )
-    assert _items_per_plan(store) == {plan_id: 2}
+    assert _items_per_plan(store, stored) == {plan_id: 2}
 
 
-def test_a_member_cannot_be_moved_to_a_plan_that_does_not_exist(store: Store) -> None:
-    plan_id = _members_plan(store, "P-1", 2)
-    with pytest.raises(IntegrityError), store.transaction() as session:
-        session.execute(
-            update(PlanMember).where(PlanMember.plan_id == plan_id).values(plan_id=MISSING_PLAN)
-        )
-    assert _items_per_plan(store, PlanMember) == {plan_id: 2}
-
-
-def test_deleting_a_plan_deletes_its_items_and_no_others(store: Store) -> None:
-    kept = _plan(store, "P-1", 3)
-    by_statement = _plan(store, "P-2", 4)
-    by_session = _plan(store, "P-3", 5)
+@pytest.mark.parametrize("table", sorted(_ROWS))
+def test_deleting_a_plan_deletes_its_items_and_no_others(store: Store, table: str) -> None:
+    stored = _TABLES[table]
+    make = _plan if stored is PlanItem else _members_plan
+    kept = make(store, "P-1", 3)
+    by_statement = make(store, "P-2", 4)
+    by_session = make(store, "P-3", 5)
     with store.transaction() as session:
         session.execute(delete(Plan).where(Plan.id == by_statement))
     with store.transaction() as session:
         session.delete(session.get_one(Plan, by_session))
-    assert _items_per_plan(store) == {kept: 3}
-
-
-def test_deleting_a_plan_deletes_its_members_and_no_others(store: Store) -> None:
-    kept = _members_plan(store, "P-1", 3)
-    by_statement = _members_plan(store, "P-2", 4)
-    by_session = _members_plan(store, "P-3", 5)
-    with store.transaction() as session:
-        session.execute(delete(Plan).where(Plan.id == by_statement))
-    with store.transaction() as session:
-        session.delete(session.get_one(Plan, by_session))
-    assert _items_per_plan(store, PlanMember) == {kept: 3}
+    assert _items_per_plan(store, stored) == {kept: 3}
 
 
 _ONE_ROW_INTO_SCHEMA = {
