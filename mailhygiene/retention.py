@@ -80,10 +80,9 @@ def _judge(session: Session, policy: Policy, account: str, ids: Sequence[int]) -
     """The verdicts of the messages ``ids``, from their indexed facts."""
     key = verdict_key(policy)
     policy_key, compare_flags = key.policy_key, key.compare_flags
-    query = retention_queries.facts_select(account, ids)
     rows: list[VerdictRow] = []
-    for row in facts_queries.indexed_rows(
-        session, query, account=account, cases={}, holds_for=_no_holds
+    for row in facts_queries.iter_indexed(
+        session, account=account, message_rows=ids, cases={}, holds_for=_no_holds
     ):
         verdict = retention_verdict(row.facts, policy)
         reason = verdict.reason

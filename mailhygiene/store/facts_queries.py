@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailhygiene.errors import NotFoundError
 from mailhygiene.policy import CaseLink, MessageFacts
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
+from mailhygiene.store.session import among
 
 _ROWS_PER_FETCH = 5000
 
@@ -89,33 +91,13 @@ class _StoredHeaders(Mapping[str, str]):
 
 _NO_HEADERS: Mapping[str, str] = {}
 
-
-def indexed_select(account: str) -> Select[*tuple[Any, ...]]:
-    """The account's messages with every column ``indexed_rows`` reads, in row order."""
-    return (
-        select(
-            Message.id,
-            Message.folder_id,
-            Folder.name,
-            Folder.uidvalidity,
-            Message.uid,
-            Message.message_id,
-            Message.thread_id,
-            Message.internal_date,
-            Message.date_header,
-            Message.size,
-            Message.from_addr,
-            Message.to_addrs,
-            Message.cc_addrs,
-            Message.subject,
-            Message.extra_headers,
-            Message.flags,
-        )
-        .join(Folder, Folder.id == Message.folder_id)
-        .join(Account, Account.id == Folder.account_id)
-        .where(Account.name == account)
-        .order_by(Message.id)
-    )
+_INDEXED = (
+    "SELECT m.id, m.folder_id, f.name, f.uidvalidity, m.uid, m.message_id, m.thread_id, "
+    "m.internal_date, m.date_header, m.size, m.from_addr, m.to_addrs, m.cc_addrs, m.subject, "
+    "m.extra_headers, m.flags "
+    "FROM messages m JOIN folders f ON f.id = m.folder_id "
+    "JOIN accounts a ON a.id = f.account_id WHERE a.name = {marker}{narrowed} ORDER BY m.id"
+)
 
 
 def iter_indexed(
@@ -125,88 +107,112 @@ def iter_indexed(
     holds_for: HoldLookup,
     exclude_folders: Sequence[str] = (),
     only_folders: Sequence[str] = (),
-    message_rows: Sequence[int] | None = None,
+    message_rows: Collection[int] | None = None,
     cases: Mapping[str, tuple[CaseLink, ...]] | None = None,
 ) -> Iterator[IndexedRow]:
-    """Stream the account's indexed messages as ``IndexedRow`` (policy facts included)."""
+    """Stream the account's indexed messages (``message_rows`` only, when given) as
+    ``IndexedRow`` (policy facts included), in row order.
+
+    One statement in the driver's SQL, without SQLAlchemy's per-value processing (the
+    dates are made aware here): it cost more than building the facts (``purge execute``
+    reads the facts of every message it moves again, while the server moves the batch
+    before).
+    """
     if cases is None:
         cases = case_links_by_thread(session)
-    query = indexed_select(account)
-    if exclude_folders:
-        query = query.where(Folder.name.not_in(list(exclude_folders)))
-    if only_folders:
-        query = query.where(Folder.name.in_(list(only_folders)))
-    if message_rows is not None:
-        chunks = [list(message_rows[i : i + 500]) for i in range(0, len(message_rows), 500)]
-        queries = [query.where(Message.id.in_(chunk)) for chunk in chunks]
-    else:
-        queries = [query]
-    for one_query in queries:
-        yield from indexed_rows(
-            session, one_query, account=account, cases=cases, holds_for=holds_for
-        )
+    session.flush()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    marker = "?" if sqlite else "%s"
+    narrowed = ""
+    parameters: list[Any] = [account]
+    for column, values, negate in (
+        ("f.name", exclude_folders or None, True),
+        ("f.name", only_folders or None, False),
+        ("m.id", message_rows, False),  # none given: no message
+    ):
+        if values is None:
+            continue
+        condition, listed = among(sqlite, list(values), negate=negate)
+        narrowed += f" AND {column} {condition}"
+        parameters.append(listed)
+    # why: a whole account may be a million rows: on PostgreSQL a server-side cursor
+    # fetches them in parts
+    whole = message_rows is None or len(message_rows) > _ROWS_PER_FETCH
+    result = session.connection().exec_driver_sql(
+        _INDEXED.format(marker=marker, narrowed=narrowed),
+        tuple(parameters),
+        execution_options={"stream_results": whole},
+    )
+    with result:
+        while rows := result.fetchmany(_ROWS_PER_FETCH):
+            for row in rows:
+                yield _indexed_row(row, account, cases, holds_for)
 
 
-def indexed_rows(
-    session: Session,
-    query: Select[*tuple[Any, ...]],
-    *,
+_NO_CASES: tuple[CaseLink, ...] = ()
+
+
+def _instant(value: datetime | str | None) -> datetime | None:
+    """A stored ``UTCDateTime`` as the driver returns it (SQLite: text; PostgreSQL: naive
+    UTC), made aware as SQLAlchemy would."""
+    if value is None:
+        return None
+    if value.__class__ is str:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return cast(datetime, value).replace(tzinfo=UTC)
+
+
+def _indexed_row(
+    row: Sequence[Any],
     account: str,
     cases: Mapping[str, tuple[CaseLink, ...]],
     holds_for: HoldLookup,
-) -> Iterator[IndexedRow]:
-    """Run ``query`` (``indexed_select``, narrowed by the caller) as ``IndexedRow``s."""
-    no_cases: tuple[CaseLink, ...] = ()
-    session.flush()
-    # why: Core rows on the session's connection, not ORM rows: the ORM's per-row
-    # loading costs more than deciding about the message (``scripts/bench.py``).
-    result = session.connection().execute(query.execution_options(yield_per=_ROWS_PER_FETCH))
-    for row in result:
-        (
-            row_id,
-            folder_id,
-            folder,
-            uidvalidity,
-            uid,
-            message_id,
-            thread_id,
-            internal_date,
-            date_header,
-            size,
-            from_addr,
-            to_addrs,
-            cc_addrs,
-            subject,
-            extra,
-            flags,
-        ) = row
-        facts = MessageFacts(
-            message_key=row_id,
-            account=account,
-            folder=folder,
-            internal_date=internal_date,
-            date_header=date_header,
-            size=size,
-            from_addr=from_addr,
-            to_addrs=tuple(to_addrs.split()),
-            cc_addrs=tuple(cc_addrs.split()),
-            subject=subject,
-            headers=_StoredHeaders(extra) if extra and extra != "{}" else _NO_HEADERS,
-            keywords=frozenset(flags.split()),
-            cases=cases.get(thread_id, no_cases) if thread_id else no_cases,
-            holds=holds_for(row_id),
-        )
-        yield IndexedRow(
-            message_row=row_id,
-            folder_id=folder_id,
-            folder=folder,
-            uidvalidity=uidvalidity or 0,
-            uid=uid,
-            message_id=message_id,
-            thread_id=thread_id,
-            flags=flags,
-            facts=facts,
-        )
+) -> IndexedRow:
+    (
+        row_id,
+        folder_id,
+        folder,
+        uidvalidity,
+        uid,
+        message_id,
+        thread_id,
+        internal_date,
+        date_header,
+        size,
+        from_addr,
+        to_addrs,
+        cc_addrs,
+        subject,
+        extra,
+        flags,
+    ) = row
+    facts = MessageFacts(
+        message_key=row_id,
+        account=account,
+        folder=folder,
+        internal_date=_instant(internal_date),
+        date_header=_instant(date_header),
+        size=size,
+        from_addr=from_addr,
+        to_addrs=tuple(to_addrs.split()),
+        cc_addrs=tuple(cc_addrs.split()),
+        subject=subject,
+        headers=_StoredHeaders(extra) if extra and extra != "{}" else _NO_HEADERS,
+        keywords=frozenset(flags.split()),
+        cases=cases.get(thread_id, _NO_CASES) if thread_id else _NO_CASES,
+        holds=holds_for(row_id),
+    )
+    return IndexedRow(
+        message_row=row_id,
+        folder_id=folder_id,
+        folder=folder,
+        uidvalidity=uidvalidity or 0,
+        uid=uid,
+        message_id=message_id,
+        thread_id=thread_id,
+        flags=flags,
+        facts=facts,
+    )
 
 
 def account_of(session: Session, row_id: int) -> str:

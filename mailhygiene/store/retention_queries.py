@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from mailhygiene.purge.model import ItemAction, PlannedMessage
 from mailhygiene.store.case_queries import contains_ignoring_case
-from mailhygiene.store.facts_queries import indexed_select
 from mailhygiene.store.models import (
     Account,
     CaseThread,
@@ -67,11 +66,6 @@ def stale_ids(
     session.flush()
     ids = array("q", session.connection().scalars(query))
     return array("q", sorted(ids))
-
-
-def facts_select(account: str, ids: Sequence[int]) -> Select[*tuple[Any, ...]]:
-    """``indexed_select`` for the messages ``ids`` only."""
-    return indexed_select(account).where(Message.id.in_(list(ids)))
 
 
 _COLUMNS = "message_id, policy_key, flags, kind, name, keep_until, detail"

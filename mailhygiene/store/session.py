@@ -204,8 +204,8 @@ def driver_cursor(session: Session, *, server_side: str | None = None) -> Any:
     return dbapi.cursor()
 
 
-def among(sqlite: bool, ids: Collection[int], *, negate: bool = False) -> tuple[str, Any]:
-    """A condition that a column is (``negate``: is not) among ``ids``, to follow the
+def among(sqlite: bool, ids: Collection[int | str], *, negate: bool = False) -> tuple[str, Any]:
+    """A condition that a column is (``negate``: is not) among ``ids`` (or names), to follow the
     column in driver SQL, and its one parameter: the ids bound as one value, whatever
     their number (a SQL list is limited in length, and each statement is a trip through
     the driver). SQLite reads them from JSON, PostgreSQL from an array."""
