@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -44,6 +44,7 @@ from mailhygiene.policy.erasure import ErasureCheck
 from mailhygiene.purge.approve import check_authorised
 from mailhygiene.purge.lock import account_lock
 from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlanStatus
+from mailhygiene.purge.plan import summary_of
 from mailhygiene.store import facts_queries, governance_queries, purge_queries
 from mailhygiene.store.purge_queries import JournalItem
 from mailhygiene.store.session import Store
@@ -131,10 +132,17 @@ def execute_plan(
     with store.transaction() as session:
         plan = purge_queries.get_plan(session, ref)
         account = plan.account
-    with account_lock(store, account, now=now, purpose=f"execute plan {ref}"):
+    with (
+        account_lock(store, account, now=now, purpose=f"execute plan {ref}"),
+        _OpeningAhead(server) as ahead,
+    ):
         with store.transaction() as session:
             plan = purge_queries.get_plan(session, ref, for_update=True)
             check_authorised(session, plan, policy, now)
+            # why: the server opens the plan's first folder while the journal is written
+            # and read (a SELECT of a 100k folder takes 0.1 s, and more over the network);
+            # only once the plan is authorised, and no server command changes anything yet
+            ahead.open(min(summary_of(plan).by_folder, default=None))
             # why: in the transaction that found the stored items unaltered and marks the
             # plan executing: the journal is those items, or was written by an earlier run
             purge_queries.write_journal(session, plan.id)
@@ -152,8 +160,10 @@ def execute_plan(
             in_flight = purge_queries.items_in_state(session, plan.id, ItemState.IN_FLIGHT)
             planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
         if any(item.action == ItemAction.MOVE.value for item in [*in_flight, *planned]):
+            ahead.wait()
             server.create_folder(policy.quarantine_folder)
         if in_flight:
+            ahead.discard()  # reconciling opens other folders on the connection
             report.reconciled = _reconcile(
                 store, server, policy, plan.id, ref, account, in_flight, actor=actor, now=now
             )
@@ -167,24 +177,27 @@ def execute_plan(
             for item in planned:
                 by_folder[item.folder].append(item)
             settled_again = False
-            for folder, items in by_folder.items():
-                batch_number, settled = _execute_folder(
-                    store,
-                    server,
-                    policy,
-                    plan.id,
-                    ref,
-                    account,
-                    folder,
-                    items,
-                    report,
-                    actor=actor,
-                    now=now,
-                    batch_size=batch_size,
-                    first_batch=batch_number,
-                    progress=progress,
-                    kind=kind,
-                )
+            for folder, items in sorted(by_folder.items()):  # by name, whatever the collation
+                opened = ahead.take(folder)
+                with _closing(opened.reader if opened is not None else None):
+                    batch_number, settled = _execute_folder(
+                        store,
+                        server,
+                        policy,
+                        plan.id,
+                        ref,
+                        account,
+                        folder,
+                        items,
+                        report,
+                        actor=actor,
+                        now=now,
+                        batch_size=batch_size,
+                        first_batch=batch_number,
+                        progress=progress,
+                        kind=kind,
+                        opened=opened,
+                    )
                 settled_again = settled_again or settled
             if not settled_again:
                 break
@@ -221,6 +234,78 @@ def execute_plan(
     return report
 
 
+@dataclass
+class _Opened:
+    """A folder opened ahead: its status (None: it no longer exists) and the second
+    connection opened on it (None: it could not be)."""
+
+    status: FolderStatus | None
+    reader: IdentityReader | None
+
+
+class _OpeningAhead:
+    """Opens a folder on a helper thread (SELECT, then a second connection) while this
+    thread works on the database; ``take`` hands it to the folder's execution.
+
+    The connection is used by one thread at a time: this one leaves the server alone
+    until it has waited for the opening (``wait``, ``take``, ``discard``, the end of the
+    block). A second connection nobody took is closed.
+    """
+
+    def __init__(self, server: PurgeServer) -> None:
+        self._server = server
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailhygiene-open")
+        self._opening: Future[_Opened] | None = None
+        self.folder: str | None = None
+
+    def __enter__(self) -> _OpeningAhead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            self.discard()
+        finally:
+            self._pool.shutdown()
+
+    def open(self, folder: str | None) -> None:
+        if folder is not None:
+            self.folder = folder
+            self._opening = self._pool.submit(self._open, folder)
+
+    def _open(self, folder: str) -> _Opened:
+        status = _select_for_plan(self._server, folder)
+        if status is None:
+            return _Opened(None, None)
+        return _Opened(status, self._server.open_reader(folder, status.uidvalidity))
+
+    def wait(self) -> None:
+        """Until the opening is done (its errors are raised by ``take``)."""
+        if self._opening is not None:
+            wait([self._opening])
+
+    def take(self, folder: str) -> _Opened | None:
+        """What was opened, once, if it was ``folder`` (its errors are raised here); any
+        other folder is forgotten (``discard``)."""
+        if folder != self.folder:
+            self.discard()
+            return None
+        opening, self._opening, self.folder = self._opening, None, None
+        return opening.result() if opening is not None else None
+
+    def discard(self) -> None:
+        """Forget what was opened, closing its second connection. Its errors are dropped:
+        the connection is used again, and then reports its own."""
+        opening, self._opening, self.folder = self._opening, None, None
+        if opening is None:
+            return
+        try:
+            opened = opening.result()
+        except (ImapError, OSError):
+            return
+        if opened.reader is not None:
+            opened.reader.close()
+
+
 def _select_for_plan(server: PurgeServer, folder: str) -> FolderStatus | None:
     try:
         return server.select(folder, readonly=False)
@@ -245,10 +330,12 @@ def _execute_folder(
     first_batch: int,
     progress: ExecuteProgress | None,
     kind: PlanKind = PlanKind.PURGE,
+    opened: _Opened | None = None,
 ) -> tuple[int, bool]:
-    """Execute one folder's items in batches; returns the last batch number and whether
-    a batch the server refused was settled from the server (its rest needs another pass)."""
-    status = _select_for_plan(server, folder)
+    """Execute one folder's items in batches (``opened``: the folder as opened ahead);
+    returns the last batch number and whether a batch the server refused was settled
+    from the server (its rest needs another pass)."""
+    status = opened.status if opened is not None else _select_for_plan(server, folder)
     if status is None:
         _skip(store, [i.id for i in items], f"folder {folder!r} no longer exists", now)
         return first_batch, False
@@ -277,9 +364,9 @@ def _execute_folder(
     # A delete is not pipelined (it runs when sent), so its identities are fetched after
     # the batch before it is done: as close to the delete as in an unpipelined run.
     pipelined = ItemAction(batches[0][0].action) is ItemAction.MOVE
-    reader = (
-        server.open_reader(folder, status.uidvalidity) if pipelined and len(batches) > 1 else None
-    )
+    reader: IdentityReader | None = None
+    if pipelined and len(batches) > 1:  # one opened ahead and not used: the caller closes it
+        reader = opened.reader if opened else server.open_reader(folder, status.uidvalidity)
     # why: SQLite takes one writer at a time, and a writer that finds it busy sleeps in
     # steps of up to 100 ms; this run's two threads take turns on a lock instead
     turn: AbstractContextManager[object] = threading.Lock() if store.is_sqlite else nullcontext()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import imaplib
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -748,3 +749,131 @@ def test_second_connection_opens_read_only_under_the_same_uidvalidity(world: Wor
             assert server.fetch_identity(uids[:1]) == before
         finally:
             reader.close()
+
+
+@dataclass
+class OpeningSpy:
+    """Records which thread opened which folder, and the second connections opened."""
+
+    selects: list[tuple[str, str]] = field(default_factory=list)  # (thread name, folder)
+    readers: list[ImapMailServer] = field(default_factory=list)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        select, open_reader = ImapMailServer.select, ImapMailServer.open_reader
+
+        def selecting(server: ImapMailServer, folder: str, *, readonly: bool = True) -> Any:
+            if not readonly:
+                self.selects.append((threading.current_thread().name, folder))
+            return select(server, folder, readonly=readonly)
+
+        def opening(server: ImapMailServer, folder: str, uidvalidity: int) -> Any:
+            reader = open_reader(server, folder, uidvalidity)
+            if reader is not None:
+                self.readers.append(reader)
+            return reader
+
+        monkeypatch.setattr(ImapMailServer, "select", selecting)
+        monkeypatch.setattr(ImapMailServer, "open_reader", opening)
+
+    def assert_every_reader_closed(self) -> None:
+        assert self.readers
+        assert all(reader._client is None for reader in self.readers)
+
+
+def test_the_first_folder_is_opened_while_the_journal_is_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.deliver("Archive", 2, OLD, "archived")  # runs before INBOX, by name
+    world.sync()
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    spy = OpeningSpy()
+    spy.install(monkeypatch)
+    moved: list[str] = []
+    send_move = ImapMailServer.send_move
+
+    def sending(server: ImapMailServer, uids: Sequence[int], destination: str) -> Any:
+        moved.append(server._selected or "")
+        return send_move(server, uids, destination)
+
+    monkeypatch.setattr(ImapMailServer, "send_move", sending)
+    with world.server() as server:
+        report = execute_plan(
+            world.store, server, world.policy, ref, actor="manager", now=NOW, batch_size=2
+        )
+    assert report.status == "done"
+    assert report.done == 8
+    assert spy.selects == [("mailhygiene-open_0", "Archive"), ("MainThread", "INBOX")]
+    assert moved == ["Archive"] + ["INBOX"] * 3
+    spy.assert_every_reader_closed()
+    assert world.folder_message_ids("Archive") == set()
+    assert len(world.folder_message_ids("Quarantine")) == 8
+
+
+def test_a_plan_that_is_not_authorised_opens_no_folder(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = world.plan()
+    spy = OpeningSpy()
+    spy.install(monkeypatch)
+    with pytest.raises(SafetyRefusal, match="not approved"):
+        world.execute(ref)
+    assert spy.selects == []
+    assert spy.readers == []
+
+
+def test_a_second_connection_opened_ahead_but_not_needed_is_closed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.policy = replace(world.policy, purge_action=PurgeAction.DELETE)  # not pipelined
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    spy = OpeningSpy()
+    spy.install(monkeypatch)
+    assert world.execute(ref).done == 6
+    spy.assert_every_reader_closed()
+
+
+def test_a_run_that_resumes_in_flight_items_drops_what_was_opened_ahead(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    first = min(world.items(ref), key=lambda i: i.uid)
+    with world.store.transaction() as session:
+        world.start_executing(session, ref)
+        session.execute(
+            update(PlanItem)
+            .where(PlanItem.id == first.id)
+            .values(state=ItemState.IN_FLIGHT.value, batch=1)
+        )
+    spy = OpeningSpy()
+    spy.install(monkeypatch)
+    report = world.execute(ref)
+    assert report.done == 6
+    assert not report.skipped
+    spy.assert_every_reader_closed()
+    assert world.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(6)}
+
+
+def test_a_folder_that_fails_to_open_ahead_stops_the_run_and_it_resumes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    select = ImapMailServer.select
+
+    def failing(server: ImapMailServer, folder: str, *, readonly: bool = True) -> Any:
+        if threading.current_thread().name.startswith("mailhygiene-open"):
+            raise ImapError("connection to the server was lost")
+        return select(server, folder, readonly=readonly)
+
+    monkeypatch.setattr(ImapMailServer, "select", failing)
+    with pytest.raises(ImapError, match="lost"):
+        world.execute(ref)
+    assert len(world.folder_message_ids("INBOX")) == 9  # nothing moved
+    assert {item.state for item in world.items(ref)} == {ItemState.PLANNED.value}
+    monkeypatch.setattr(ImapMailServer, "select", select)
+    report = world.execute(ref)
+    assert report.status == "done"
+    assert report.done == 6
