@@ -272,6 +272,19 @@ def test_case_keyword_added_in_the_quarantine_after_the_last_sync_stops_its_dele
     assert [key for key, _flags in left.values()] == ["in-3"]
 
 
+def _recreate_archive(world: FaultWorld) -> None:
+    """Another client recreates Archive/2024 under the same name (new UIDVALIDITY) with
+    the mail that was still in it."""
+    conn = world.imap()
+    conn.rename(quote_folder("Archive/2024"), quote_folder("Archive/tmp"))
+    conn.create(quote_folder("Archive/2024"))
+    conn.select(quote_folder("Archive/tmp"))
+    conn.uid("MOVE", "1:*", quote_folder("Archive/2024"))
+    conn.close()
+    conn.delete(quote_folder("Archive/tmp"))
+    conn.logout()
+
+
 def test_uidvalidity_changes_between_batches(
     world: FaultWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,17 +294,7 @@ def test_uidvalidity_changes_between_batches(
     the recreated folder's messages, whose UIDs now mean something else."""
     ref, before = planned(world)
 
-    def recreate_archive() -> None:
-        conn = world.imap()
-        conn.rename(quote_folder("Archive/2024"), quote_folder("Archive/tmp"))
-        conn.create(quote_folder("Archive/2024"))
-        conn.select(quote_folder("Archive/tmp"))
-        conn.uid("MOVE", "1:*", quote_folder("Archive/2024"))
-        conn.close()
-        conn.delete(quote_folder("Archive/tmp"))
-        conn.logout()
-
-    hook_calls(monkeypatch, "send_move", after={1: recreate_archive})
+    hook_calls(monkeypatch, "send_move", after={1: lambda: _recreate_archive(world)})
     try:
         report = world.execute(ref, batch_size=BATCH)
     except ConnectError:
@@ -312,6 +315,33 @@ def test_uidvalidity_changes_between_batches(
     assert len(check.unaccounted) == 5
     assert all(p.startswith("ar-") and "skipped" in p for p in check.unaccounted), check
     assert check.done == 25
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known race: a batch verified on the second connection before another client "
+    "recreates its folder is moved by UID from the recreated folder (Dovecot moves, then "
+    "says '* NO Internal error'); other messages reach quarantine and the journal names "
+    "the planned ones",
+)
+def test_folder_recreated_while_a_verified_batch_waits_moves_nothing_unplanned(
+    world: FaultWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``test_uidvalidity_changes_between_batches``, with batches of 2: the batch
+    verified while the first one moved has UIDs the recreated folder reuses for other
+    messages. Nothing but what the journal says moved may be in quarantine."""
+    ref, before = planned(world)
+    hook_calls(monkeypatch, "send_move", after={1: lambda: _recreate_archive(world)})
+    try:
+        world.execute(ref, batch_size=2)
+    except ConnectError:
+        monkeypatch.undo()
+        world.execute(ref, batch_size=2)
+    check = check_purge(world, ref, before)
+    assert check.wrongly_removed == []
+    # nothing the journal calls moved is still elsewhere, nothing else reached quarantine
+    wrong = [p for p in check.unaccounted if "done but at" in p or "('Quarantine'" in p]
+    assert wrong == [], check
 
 
 @pytest.mark.parametrize("session_knows", [False, True], ids=["unannounced", "announced"])
