@@ -16,6 +16,7 @@ that escapes is a bug and is allowed to show a traceback.
     │   ├── AuthError              wrong username or password
     │   ├── FolderError            a folder that does not exist or cannot be selected
     │   └── ServerChanged          the server's state no longer matches what we know
+    │       └── MoveInDoubt        a move the server answered with a warning
     └── SafetyRefusal (3)          we refuse to move/delete, or the actor lacks a role
         └── PermissionDenied (3)   the acting user lacks the role for this command
 """
@@ -77,6 +78,18 @@ class FolderError(ImapError):
 
 class ServerChanged(ImapError):
     """The server's state no longer matches the index (UIDVALIDITY, message identity)."""
+
+
+class MoveInDoubt(ServerChanged):
+    """The server completed a move but reported a problem while doing it (an untagged
+    ``NO`` or ``BAD``): which messages it moved cannot be taken on trust. Dovecot does
+    this when another client recreated the selected folder: it moves the UIDs' *new*
+    owners, then says ``* NO Internal error``. ``moved`` is what its COPYUID codes say
+    it moved (source → destination UID); what it really moved must be checked."""
+
+    def __init__(self, message: str, *, moved: dict[int, int]) -> None:
+        super().__init__(message)
+        self.moved = moved
 
 
 class SafetyRefusal(MailhygieneError):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_exc
@@ -34,6 +34,7 @@ from mailhygiene.errors import (
     FolderError,
     ImapError,
     InputError,
+    MoveInDoubt,
     SafetyRefusal,
     TlsError,
 )
@@ -71,6 +72,8 @@ _PER_COMMAND_RESPONSES = (
     "MODIFIED",
     "ESEARCH",
     "SEARCH",
+    "NO",
+    "BAD",
 )
 
 
@@ -191,28 +194,46 @@ def _read_fetch_response(stream: Any, tag: bytes) -> list[bytes | tuple[bytes, b
 _COPYUID = re.compile(rb"\[COPYUID ([^\]]*)\]")
 
 
-def _read_copyuid_codes(stream: Any, tag: bytes) -> list[bytes]:
-    """Read one command's responses up to its tagged completion, keeping only the
-    ``COPYUID`` codes (``v src dst``) of its untagged and tagged OK lines; the rest (one
-    EXPUNGE per moved message) is dropped unparsed. Failures are raised like
-    ``_read_fetch_response``'s."""
+class _MoveAnswer(NamedTuple):
+    codes: list[bytes]  # the ``COPYUID`` codes (``v src dst``)
+    warnings: list[str]  # untagged ``NO`` / ``BAD`` lines: the outcome is in doubt
+
+
+def _read_move_answer(stream: Any, tag: bytes) -> _MoveAnswer:
+    """Read one move's responses up to its tagged completion, keeping the ``COPYUID``
+    codes of its untagged and tagged OK lines and any untagged ``NO``/``BAD``/``BYE``
+    warning; the rest (one EXPUNGE per moved message) is dropped unparsed. Failures are
+    raised like ``_read_fetch_response``'s, but a failure after COPYUID (the server says
+    it moved, then that it failed) is a warning: what was moved must be checked.
+
+    After a ``BYE`` the answer is read on until the connection closes: Dovecot, its
+    selected folder recreated by another client, says BYE and then still moves (and
+    sends COPYUID), and what it moved must be known."""
     readline, read = stream.readline, stream.read
-    codes: list[bytes] = []
+    answer = _MoveAnswer([], [])
     done = tag + b" "
     while True:
-        line = _line(readline)
+        try:
+            line = _line(readline)
+        except (imaplib.IMAP4.abort, OSError):
+            if any(warning.startswith("BYE") for warning in answer.warnings):
+                return answer
+            raise
         code = _COPYUID.search(line) if b"COPYUID" in line else None
         if line.startswith(done):
             status = line[len(done) :].rstrip(b"\r\n")
-            if not status.startswith(b"OK"):
-                raise imaplib.IMAP4.error(status.decode("utf-8", "replace"))
             if code is not None:
-                codes.append(code.group(1))
-            return codes
-        if line.startswith(b"* BYE"):
-            raise imaplib.IMAP4.abort(line[2:].strip().decode("utf-8", "replace"))
+                answer.codes.append(code.group(1))
+            if not status.startswith(b"OK"):
+                if not answer.codes:
+                    raise imaplib.IMAP4.error(status.decode("utf-8", "replace"))
+                # why: it says it moved, then failed ("NO Mailbox was deleted under us")
+                answer.warnings.append(status.decode("utf-8", "replace"))
+            return answer
         if code is not None and line.startswith(b"* OK"):
-            codes.append(code.group(1))
+            answer.codes.append(code.group(1))
+        elif line.startswith((b"* NO", b"* BAD", b"* BYE")):
+            answer.warnings.append(line[2:].strip().decode("utf-8", "replace"))
         while (literal := _LITERAL.search(line)) is not None:  # e.g. an unsolicited FETCH
             size = int(literal.group(1))
             if len(read(size)) < size:
@@ -632,9 +653,13 @@ class ImapMailServer:
 
         def read() -> dict[int, int]:
             mapping: dict[int, int] = {}
+            warnings: list[str] = []
             for tag in tags:
-                for code in self._read_tagged(action, tag, _read_copyuid_codes):
+                answer = self._read_tagged(action, tag, _read_move_answer)
+                for code in answer.codes:
                     mapping.update(_copyuid_pairs(code))
+                warnings += answer.warnings
+            self._check_move(destination, mapping, warnings)
             return mapping
 
         return read
@@ -725,7 +750,22 @@ class ImapMailServer:
                 self._store_flags("+FLAGS.SILENT", batch, ["\\Deleted"], None)
                 self._uid_command("expunge the copied messages", "EXPUNGE", text)
             mapping.update(self._copyuid_mapping())
+            warnings = [
+                text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+                for key in ("NO", "BAD")
+                for text in self._raw.untagged_responses.pop(key, [])
+            ]
+            self._check_move(destination, mapping, warnings)
         return mapping
+
+    def _check_move(self, destination: str, moved: dict[int, int], warnings: list[str]) -> None:
+        """Raise ``MoveInDoubt`` when the server warned while moving to ``destination``."""
+        if warnings:
+            raise MoveInDoubt(
+                f"{self.account.host} warned while moving messages from {self._selected!r} to "
+                f"{destination!r} ({warnings[0]}); what it moved is checked before going on",
+                moved=moved,
+            )
 
     def delete(self, uids: Sequence[int], *, unchanged_since: int | None = None) -> set[int]:
         """Flag ``\\Deleted`` and ``UID EXPUNGE`` exactly ``uids`` (never a bare EXPUNGE).

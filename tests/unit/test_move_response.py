@@ -7,11 +7,13 @@ import io
 
 import pytest
 
-from mailhygiene.imap.client import _copyuid_pairs, _read_copyuid_codes
+from mailhygiene.imap.client import _copyuid_pairs, _read_move_answer
 
 
 def read(text: bytes, tag: bytes = b"A7") -> list[bytes]:
-    return _read_copyuid_codes(io.BufferedReader(io.BytesIO(text)), tag)
+    answer = _read_move_answer(io.BufferedReader(io.BytesIO(text)), tag)
+    assert answer.warnings == []
+    return answer.codes
 
 
 def test_copyuid_from_the_untagged_ok_and_every_expunge_skipped() -> None:
@@ -22,7 +24,8 @@ def test_copyuid_from_the_untagged_ok_and_every_expunge_skipped() -> None:
         b"A8 OK next command's answer stays unread\r\n"
     )
     stream = io.BufferedReader(io.BytesIO(answer))
-    codes = _read_copyuid_codes(stream, b"A7")
+    codes, warnings = _read_move_answer(stream, b"A7")
+    assert warnings == []
     assert codes == [b"1700 1:3,9 11:14"]
     assert dict(pair for code in codes for pair in _copyuid_pairs(code)) == {
         1: 11,
@@ -42,6 +45,23 @@ def test_copyuid_in_the_tagged_ok_and_an_unsolicited_fetch_with_a_literal() -> N
     assert read(answer) == [b"9 5 77"]
 
 
+def test_an_untagged_warning_is_kept_beside_the_codes() -> None:
+    """What Dovecot answers when another client recreated the selected folder: it moved
+    the UIDs' new owners. The warning makes the caller check what was moved."""
+    answer = (
+        b"* OK [COPYUID 1796652823 3:4 3:4] Moved UIDs.\r\n"
+        b"* NO Internal error occurred. Refer to server log for more information.\r\n"
+        b"* 2 EXPUNGE\r\n* BAD [PARSE] odd\r\n"
+        b"A7 OK Move completed.\r\n"
+    )
+    codes, warnings = _read_move_answer(io.BufferedReader(io.BytesIO(answer)), b"A7")
+    assert codes == [b"1796652823 3:4 3:4"]
+    assert warnings == [
+        "NO Internal error occurred. Refer to server log for more information.",
+        "BAD [PARSE] odd",
+    ]
+
+
 def test_a_refused_move_raises_with_the_servers_words() -> None:
     answer = (
         b"* 3 EXPUNGE\r\nA7 NO [EXPUNGEISSUED] Some of the requested messages no longer exist\r\n"
@@ -51,9 +71,38 @@ def test_a_refused_move_raises_with_the_servers_words() -> None:
 
 
 @pytest.mark.parametrize(
-    "answer",
-    [b"* OK [COPYUID 1 1 1] Moved\r\n* BYE server shutting down\r\n", b"* 1 EXPUNGE\r\n"],
+    "answer", [b"* 1 EXPUNGE\r\n", b"* OK [COPYUID 1 1 1] Moved\r\n* 1 EXPUNGE\r\n"]
 )
 def test_a_lost_connection_is_an_abort(answer: bytes) -> None:
     with pytest.raises(imaplib.IMAP4.abort):
         read(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # the connection closes after BYE: what was reported before is kept
+        b"* BYE IMAP session state is inconsistent, please relogin.\r\n"
+        b"* OK [COPYUID 9 3:4 3:4] Moved UIDs.\r\n",
+        # Dovecot says BYE, then still moves, warns and completes the command
+        b"* BYE IMAP session state is inconsistent, please relogin.\r\n"
+        b"* OK [COPYUID 9 3:4 3:4] Moved UIDs.\r\n* 3 EXPUNGE\r\n"
+        b"* NO Internal error occurred.\r\nA7 OK Move completed.\r\n",
+    ],
+    ids=["closed", "completed"],
+)
+def test_a_bye_is_read_past_so_that_what_was_moved_is_known(answer: bytes) -> None:
+    codes, warnings = _read_move_answer(io.BufferedReader(io.BytesIO(answer)), b"A7")
+    assert codes == [b"9 3:4 3:4"]
+    assert warnings[0] == "BYE IMAP session state is inconsistent, please relogin."
+
+
+def test_a_failure_after_copyuid_is_a_warning() -> None:
+    """Dovecot, its selected folder renamed away meanwhile, moved and then failed."""
+    answer = (
+        b"* OK [COPYUID 9 3:4 3:4] Moved UIDs.\r\n"
+        b"A7 NO Mailbox was deleted under us (0.004 + 0.000 + 0.003 secs).\r\n"
+    )
+    codes, warnings = _read_move_answer(io.BufferedReader(io.BytesIO(answer)), b"A7")
+    assert codes == [b"9 3:4 3:4"]
+    assert warnings == ["NO Mailbox was deleted under us (0.004 + 0.000 + 0.003 secs)."]
