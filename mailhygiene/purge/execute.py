@@ -19,7 +19,14 @@ reconciles every ``in_flight`` item with the server before anything else: still 
 folder → back to ``planned`` (re-verified later; a ``\\Deleted`` flag we set is removed);
 found in quarantine (same Message-ID and size, not claimed by a ledger entry; mail
 without a searchable Message-ID is found by scanning the quarantine) → ``done``; gone
-from both → ``skipped`` (someone else removed it) and dropped from the index.
+from both → ``skipped`` (someone else removed it) and dropped from the index. Under a
+new UIDVALIDITY the UIDs say nothing: an item is looked for in its folder by Message-ID
+and size first (there → ``skipped``, UIDVALIDITY changed), then in quarantine.
+
+A move the server answers with a warning (``MoveInDoubt``) is settled like that too,
+after what its COPYUID says it put in quarantine is recorded (``QuarantineDoubt``):
+what no ledger entry claims once the batch is settled was moved though not planned and
+goes back to its folder, or is removed when it was only a copy of mail still there.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import Protocol
 
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
-from mailhygiene.errors import FolderError, ImapError
+from mailhygiene.errors import FolderError, ImapError, MoveInDoubt
 from mailhygiene.holds import hold_lookup
 from mailhygiene.mailbox import FolderStatus, MessageIdentity
 from mailhygiene.policy import Action, MessageFacts, Policy, Reason, decide
@@ -46,8 +53,9 @@ from mailhygiene.purge.lock import account_lock
 from mailhygiene.purge.model import ItemAction, ItemState, PlanKind, PlanStatus
 from mailhygiene.purge.plan import summary_of
 from mailhygiene.store import facts_queries, governance_queries, purge_queries
+from mailhygiene.store.models import QuarantineDoubt
 from mailhygiene.store.purge_queries import JournalItem
-from mailhygiene.store.session import Store
+from mailhygiene.store.session import Session, Store
 
 BATCH_SIZE = 5000
 _ROUNDS = 3  # passes over what is planned: more only after a refused batch was settled
@@ -159,13 +167,14 @@ def execute_plan(
             )
             in_flight = purge_queries.items_in_state(session, plan.id, ItemState.IN_FLIGHT)
             planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
+            in_doubt = bool(purge_queries.quarantine_doubts(session, account=account))
         if any(item.action == ItemAction.MOVE.value for item in [*in_flight, *planned]):
             ahead.wait()
             server.create_folder(policy.quarantine_folder)
-        if in_flight:
+        if in_flight or in_doubt:
             ahead.discard()  # reconciling opens other folders on the connection
-            report.reconciled = _reconcile(
-                store, server, policy, plan.id, ref, account, in_flight, actor=actor, now=now
+            report.reconciled = _settle(
+                store, server, policy, (plan.id, ref, account), in_flight, actor=actor, now=now
             )
             with store.transaction() as session:
                 planned = purge_queries.items_in_state(session, plan.id, ItemState.PLANNED)
@@ -387,13 +396,14 @@ def _execute_folder(
             when the server refused it and it was settled from the server instead."""
             nonlocal recorded
             outcome = _finish(sent)
-            if outcome is None:
+            if isinstance(outcome, _Refused):
                 _settle_refused(
                     store,
                     server,
                     policy,
-                    (plan_id, ref, account),
+                    (plan_id, ref, account, folder),
                     [sent.verified, next_verified],
+                    outcome,
                     report,
                     journal_work=(facts, recorded),
                     actor=actor,
@@ -503,23 +513,35 @@ class _Moving:
     outcome: Callable[[], _BatchOutcome]
 
 
-def _finish(moving: _Moving) -> _BatchOutcome | None:
-    """The sent batch's outcome, or None when the server refused the command because a
-    message of it was expunged by someone else after we verified it (RFC 5530)."""
+@dataclass
+class _Refused:
+    """A sent batch whose outcome cannot be taken from the server's answer: it refused
+    the command because a message of it was expunged by someone else after we verified
+    it (RFC 5530), or it moved and warned (``MoveInDoubt``). ``moved``: source →
+    quarantine UIDs the server says it moved all the same."""
+
+    moved: dict[int, int]
+
+
+def _finish(moving: _Moving) -> _BatchOutcome | _Refused:
+    """The sent batch's outcome, or ``_Refused`` when it must be settled from the server."""
     try:
         return moving.outcome()
+    except MoveInDoubt as doubt:
+        return _Refused(doubt.moved)
     except ImapError as error:
         if "EXPUNGEISSUED" not in str(error):
             raise
-        return None
+        return _Refused({})
 
 
 def _settle_refused(
     store: Store,
     server: PurgeServer,
     policy: Policy,
-    plan: tuple[int, str, str],
+    plan: tuple[int, str, str, str],
     in_flight: list[list[tuple[JournalItem, MessageIdentity]]],
+    refused: _Refused,
     report: ExecutionReport,
     *,
     journal_work: tuple[Future[dict[int, facts_queries.IndexedRow]], Future[None] | None],
@@ -528,18 +550,31 @@ def _settle_refused(
 ) -> None:
     """Settle the batch the server refused, and the next one if it was already marked in
     flight (not sent), from the server as a resumed run would; what is still in the
-    folder goes back to planned and is verified again in another pass."""
+    folder goes back to planned and is verified again in another pass. What the server
+    put in quarantine that no planned item turned out to be is checked
+    (``_return_unplanned``)."""
     for work in journal_work:
         if work is not None:
             work.result()  # no journal work left behind on the helper thread
-    plan_id, ref, account = plan
-    settled = _reconcile(
+    plan_id, ref, account, folder = plan
+    if refused.moved:
+        # why: committed before anything else, so that a run that stops while settling
+        # leaves the check of what the server moved to the next one
+        with store.transaction() as session:
+            purge_queries.record_quarantine_doubts(
+                session,
+                account=account,
+                plan_ref=ref,
+                original_folder=folder,
+                quarantine_folder=policy.quarantine_folder,
+                quarantine_uids=refused.moved.values(),
+                at=now,
+            )
+    settled = _settle(
         store,
         server,
         policy,
-        plan_id,
-        ref,
-        account,
+        (plan_id, ref, account),
         [item for batch in in_flight for item, _ in batch],
         actor=actor,
         now=now,
@@ -547,6 +582,99 @@ def _settle_refused(
     for what, count in settled.items():
         report.reconciled[what] = report.reconciled.get(what, 0) + count
     report.batches += 1
+
+
+def _settle(
+    store: Store,
+    server: PurgeServer,
+    policy: Policy,
+    plan: tuple[int, str, str],
+    in_flight: list[JournalItem],
+    *,
+    actor: str,
+    now: datetime,
+) -> dict[str, int]:
+    """Settle ``in_flight`` items from the server (``_reconcile``), then what moves in
+    doubt put in quarantine (``_return_unplanned``): counts by what was found."""
+    plan_id, ref, account = plan
+    settled = _reconcile(
+        store, server, policy, plan_id, ref, account, in_flight, actor=actor, now=now
+    )
+    returned = _return_unplanned(store, server, account, actor=actor, now=now)
+    if returned:
+        settled["unplanned mail the server moved, put back"] = returned
+    return settled
+
+
+def _return_unplanned(
+    store: Store, server: PurgeServer, account: str, *, actor: str, now: datetime
+) -> int:
+    """Check what moves in doubt put in quarantine (``QuarantineDoubt``), once their
+    batches are settled: what no quarantine ledger entry claims was moved by the server
+    though it was not planned (Dovecot, its selected folder recreated by another client,
+    moves the UIDs' new owners) and goes back to its folder — or, when the folder still
+    holds the same message (Message-ID and size), it was copied, not moved, and the copy
+    is removed. Returns how many went back."""
+    with store.transaction() as session:
+        doubts = purge_queries.quarantine_doubts(session, account=account)
+    by_place: dict[tuple[str, str, str], list[QuarantineDoubt]] = defaultdict(list)
+    for doubt in doubts:
+        by_place[doubt.quarantine_folder, doubt.original_folder, doubt.plan_ref].append(doubt)
+    returned = 0
+    for (quarantine, folder, ref), group in sorted(by_place.items()):
+        uids = [doubt.quarantine_uid for doubt in group]
+        with store.transaction() as session:
+            unclaimed = sorted(set(uids) - _claimed_in_quarantine(session, account, quarantine))
+        strays: dict[int, MessageIdentity] = {}
+        if unclaimed and _select_for_plan(server, quarantine) is not None:
+            strays = server.fetch_identity(unclaimed)  # what is still there
+        copies: list[int] = []
+        if strays and _select_for_plan(server, folder) is not None:
+            # why: a server that failed half-way through a move may have copied without
+            # removing: a copy whose original is still in the folder goes, not back
+            twins = _identities_in_selected(
+                server, [(stray.message_id, stray.size) for stray in strays.values()]
+            )
+            copies = sorted(uid for uid, s in strays.items() if (s.message_id, s.size) in twins)
+        back = sorted(set(strays) - set(copies))
+        if back:
+            server.create_folder(folder)
+        if strays:
+            server.select(quarantine, readonly=False)
+        if copies:
+            server.delete(copies)
+        if back:
+            server.move(back, folder)
+        with store.transaction() as session:
+            purge_queries.clear_quarantine_doubts(session, [doubt.id for doubt in group])
+            audit.append(
+                session,
+                actor=actor,
+                tag=AuditTag.PURGE_BATCH,
+                subject=ref,
+                data={
+                    "folder": folder,
+                    "reconciled": True,
+                    "in_doubt": len(uids),
+                    "unplanned_put_back": len(back),
+                    "duplicate_copies_removed": len(copies),
+                },
+                at=now,
+            )
+        returned += len(back)
+    return returned
+
+
+def _claimed_in_quarantine(session: Session, account: str, quarantine: str) -> set[int]:
+    """UIDs in the ``quarantine`` folder that ledger entries of held (or expunging)
+    mail of the account name."""
+    return {
+        entry.quarantine_uid
+        for entry in purge_queries.quarantine_entries(
+            session, account=account, states=("held", "expunging")
+        )
+        if entry.quarantine_folder == quarantine and entry.quarantine_uid
+    }
 
 
 def _indexed_rows(
@@ -832,15 +960,28 @@ def _reconcile(
             purge_queries.mark_items(session, [i.id for i in still_there], ItemState.PLANNED)
         outcome["not yet acted on; will be re-verified"] += len(still_there)
         gone = [i for i in items if i not in still_there]
-        moved: dict[int, int] = {}
+        # why: only UIDs checked under the planned UIDVALIDITY may be dropped from the index
+        checked = status is not None and all(i.uidvalidity == status.uidvalidity for i in items)
         vanished: list[JournalItem] = []
+        if gone and status is not None and not checked:
+            # why: under a new UIDVALIDITY the UIDs say nothing; what is still in the
+            # folder (by Message-ID and size) was not acted on, whatever a copy of it in
+            # quarantine suggests (a server that failed half-way through a move)
+            twins = _identities_in_selected(server, [(i.message_id, i.size) for i in gone])
+            vanished = [i for i in gone if (i.message_id, i.size) in twins]
+            gone = [i for i in gone if i not in vanished]
+        moved: dict[int, int] = {}
         if gone and gone[0].action == ItemAction.MOVE.value:
             if _select_for_plan(server, policy.quarantine_folder) is not None:
                 moved = _find_in_quarantine(store, server, policy, account, gone)
-            vanished = [i for i in gone if i.id not in moved]
+            vanished += [i for i in gone if i.id not in moved]
         completed = [i for i in gone if i not in vanished]
-        # why: only UIDs checked under the planned UIDVALIDITY may be dropped from the index
-        checked = status is not None and all(i.uidvalidity == status.uidvalidity for i in items)
+        if checked:
+            vanished_reason = "gone from its folder and not in quarantine (removed by someone else)"
+        elif status is None:
+            vanished_reason = f"folder {folder!r} no longer exists"
+        else:  # its UID now names another message or none: where it is now is unknown
+            vanished_reason = "UIDVALIDITY changed since the plan"
         with store.transaction() as session:
             purge_queries.mark_items(
                 session, [i.id for i in completed], ItemState.DONE, done_at=now
@@ -871,7 +1012,7 @@ def _reconcile(
                     session,
                     [i.id for i in vanished],
                     ItemState.SKIPPED,
-                    outcome="gone from its folder and not in quarantine (removed by someone else)",
+                    outcome=vanished_reason,
                     done_at=now,
                 )
             audit.append(
@@ -889,8 +1030,20 @@ def _reconcile(
                 at=now,
             )
         outcome["completed before the interruption"] += len(completed)
-        outcome["removed by someone else"] += len(vanished)
+        outcome["removed by someone else" if checked else vanished_reason] += len(vanished)
     return {k: v for k, v in outcome.items() if v}
+
+
+def _identities_in_selected(
+    server: PurgeServer, wanted: Sequence[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Which of the (Message-ID, size) pairs ``wanted`` the selected folder holds, found by
+    searching for each Message-ID (one SEARCH cannot carry is not found)."""
+    candidates = {
+        uid for message_id, _size in wanted for uid in server.search_message_id(message_id)
+    }
+    found = server.fetch_identity(sorted(candidates)) if candidates else {}
+    return {(identity.message_id, identity.size) for identity in found.values()} & set(wanted)
 
 
 def _find_in_quarantine(
@@ -904,13 +1057,7 @@ def _find_in_quarantine(
     the identities of the whole quarantine folder.
     """
     with store.transaction() as session:
-        claimed = {
-            entry.quarantine_uid
-            for entry in purge_queries.quarantine_entries(
-                session, account=account, states=("held", "expunging")
-            )
-            if entry.quarantine_folder == policy.quarantine_folder and entry.quarantine_uid
-        }
+        claimed = _claimed_in_quarantine(session, account, policy.quarantine_folder)
     searched = {item.id: server.search_message_id(item.message_id) for item in items}
     if all(searched.values()):
         candidates = {uid for uids in searched.values() for uid in uids}

@@ -342,6 +342,27 @@ class QuarantineEntry(Base):
     closed_by: Mapped[str | None] = mapped_column(String(200))
 
 
+class QuarantineDoubt(Base):
+    """A message that a move whose outcome was in doubt (``MoveInDoubt``: the server
+    warned, or said BYE, while moving) put in quarantine, by the server's COPYUID.
+
+    Written before the batch is settled from the server; once it is, a doubt that no
+    ledger entry claims is mail the server moved though it was not planned, and goes
+    back to ``original_folder``. Kept until then, so a run that stops in between (the
+    server ends the session, say) leaves the work to the next one.
+    """
+
+    __tablename__ = "quarantine_doubts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    plan_ref: Mapped[str] = mapped_column(String(40))
+    original_folder: Mapped[str] = mapped_column(String(1000))
+    quarantine_folder: Mapped[str] = mapped_column(String(1000))
+    quarantine_uid: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime]
+
+
 class AuditEvent(Base):
     """Append-only, hash-chained record of every change (``audit/log.py`` writes it)."""
 

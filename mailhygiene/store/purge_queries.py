@@ -13,6 +13,7 @@ from sqlalchemy import (
     Subquery,
     Table,
     Text,
+    delete,
     func,
     literal,
     null,
@@ -38,6 +39,7 @@ from mailhygiene.store.models import (
     Plan,
     PlanItem,
     PlanMember,
+    QuarantineDoubt,
     QuarantineEntry,
     UTCDateTime,
     naive_utc,
@@ -418,6 +420,47 @@ def quarantine_entries(
     if ids is not None:
         query = query.where(QuarantineEntry.id.in_(list(ids)))
     return list(session.scalars(query.order_by(QuarantineEntry.id)))
+
+
+def record_quarantine_doubts(
+    session: Session,
+    *,
+    account: str,
+    plan_ref: str,
+    original_folder: str,
+    quarantine_folder: str,
+    quarantine_uids: Iterable[int],
+    at: datetime,
+) -> None:
+    """Record what a move in doubt says it put in quarantine (``QuarantineDoubt``)."""
+    session.add_all(
+        QuarantineDoubt(
+            account=account,
+            plan_ref=plan_ref,
+            original_folder=original_folder,
+            quarantine_folder=quarantine_folder,
+            quarantine_uid=uid,
+            recorded_at=at,
+        )
+        for uid in sorted(set(quarantine_uids))
+    )
+
+
+def quarantine_doubts(session: Session, *, account: str) -> list[QuarantineDoubt]:
+    return list(
+        session.scalars(
+            select(QuarantineDoubt)
+            .where(QuarantineDoubt.account == account)
+            .order_by(QuarantineDoubt.id)
+        )
+    )
+
+
+def clear_quarantine_doubts(session: Session, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            delete(QuarantineDoubt).where(QuarantineDoubt.id.in_(list(ids[start : start + _CHUNK])))
+        )
 
 
 def close_quarantine_entries(

@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import select
 
 from mailhygiene.devtools import ThrowawayDovecot
-from mailhygiene.errors import ConnectError
+from mailhygiene.errors import ConnectError, MoveInDoubt
 from mailhygiene.imap import client as imap_client
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncRequest, sync_account
 from mailhygiene.policy import PurgeAction
 from mailhygiene.purge.quarantine import expunge_due
-from mailhygiene.store.models import Folder, Message
+from mailhygiene.store.models import Folder, Message, QuarantineDoubt
 from tests.faults.purge_runner import then
 from tests.faults.world import (
     NOW,
@@ -272,12 +272,15 @@ def test_case_keyword_added_in_the_quarantine_after_the_last_sync_stops_its_dele
     assert [key for key, _flags in left.values()] == ["in-3"]
 
 
-def _recreate_archive(world: FaultWorld) -> None:
+def _recreate_archive(world: FaultWorld, newcomers: int = 0) -> None:
     """Another client recreates Archive/2024 under the same name (new UIDVALIDITY) with
-    the mail that was still in it."""
+    ``newcomers`` new messages (``arnew-N``, recent) first, then the mail that was still
+    in it."""
     conn = world.imap()
     conn.rename(quote_folder("Archive/2024"), quote_folder("Archive/tmp"))
     conn.create(quote_folder("Archive/2024"))
+    for n in range(newcomers):
+        world.append("Archive/2024", f"arnew-{n}", RECENT)
     conn.select(quote_folder("Archive/tmp"))
     conn.uid("MOVE", "1:*", quote_folder("Archive/2024"))
     conn.close()
@@ -317,31 +320,116 @@ def test_uidvalidity_changes_between_batches(
     assert check.done == 25
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known race: a batch verified on the second connection before another client "
-    "recreates its folder is moved by UID from the recreated folder (Dovecot moves, then "
-    "says '* NO Internal error'); other messages reach quarantine and the journal names "
-    "the planned ones",
-)
+@pytest.mark.parametrize("newcomers", [0, 3], ids=["same-mail", "new-mail-first"])
 def test_folder_recreated_while_a_verified_batch_waits_moves_nothing_unplanned(
-    world: FaultWorld, monkeypatch: pytest.MonkeyPatch
+    world: FaultWorld, monkeypatch: pytest.MonkeyPatch, newcomers: int
 ) -> None:
     """As ``test_uidvalidity_changes_between_batches``, with batches of 2: the batch
-    verified while the first one moved has UIDs the recreated folder reuses for other
-    messages. Nothing but what the journal says moved may be in quarantine."""
+    verified while the first one moved has UIDs the recreated folder gives to other
+    messages. Dovecot (its selected folder renamed away under it) moves those by UID,
+    then warns ``* NO Internal error``: the run settles that batch from the server —
+    planned mail found in quarantine is done, with its ledger entry; the rest is skipped
+    as UIDVALIDITY changed — and puts back what no planned item claims (``arnew-*``, new
+    mail the recreated folder holds at the reused UIDs). Nothing but what the journal
+    says moved may be in quarantine."""
     ref, before = planned(world)
-    hook_calls(monkeypatch, "send_move", after={1: lambda: _recreate_archive(world)})
+    hook_calls(monkeypatch, "send_move", after={1: lambda: _recreate_archive(world, newcomers)})
     try:
-        world.execute(ref, batch_size=2)
+        report = world.execute(ref, batch_size=2)
     except ConnectError:
         monkeypatch.undo()
-        world.execute(ref, batch_size=2)
-    check = check_purge(world, ref, before)
+        report = world.execute(ref, batch_size=2)
+    assert report.status == "done"
+    after = world.server_state()
+    check = check_purge(world, ref, before, after=after)
     assert check.wrongly_removed == []
+    assert check.duplicates == []
+    assert check.ledger == []
+    assert check.audit_ok, check.audit_problem
     # nothing the journal calls moved is still elsewhere, nothing else reached quarantine
     wrong = [p for p in check.unaccounted if "done but at" in p or "('Quarantine'" in p]
     assert wrong == [], check
+    newcomer_places = {
+        key: places for key, places in after.locations().items() if key.startswith("arnew-")
+    }
+    assert sorted(newcomer_places) == [f"arnew-{n}" for n in range(newcomers)]
+    assert all(
+        [folder for folder, _uid in places] == ["Archive/2024"]
+        for places in newcomer_places.values()
+    ), newcomer_places
+
+
+def _copy_to_quarantine(world: FaultWorld, key: str) -> int:
+    """Another client copies INBOX's ``key`` to Quarantine; returns the copy's UID."""
+    conn = other_client(world, "INBOX")
+    typ, data = conn.uid("COPY", uid_of(conn, key), "Quarantine")
+    assert typ == "OK", data
+    code = conn.untagged_responses.pop("COPYUID", [b""])[0]
+    conn.logout()
+    return int(code.split()[-1])
+
+
+@pytest.mark.parametrize("server_fault", ["moved", "copied"])
+def test_a_move_in_doubt_is_checked_by_the_next_run_when_the_session_ends(
+    world: FaultWorld, monkeypatch: pytest.MonkeyPatch, server_fault: str
+) -> None:
+    """The server warns while moving INBOX's first batch, and its COPYUID shows it put
+    new-0 (recent, never planned) in quarantine too — moved, or only copied (Dovecot
+    failing half-way through a move); the connection is then lost before the batch is
+    settled. What it moved was recorded first: the next run settles the batch (its
+    planned mail is done, with ledger entries) and puts new-0 back in INBOX, or removes
+    the copy when new-0 is still there."""
+    ref, before = planned(world)
+    new_0 = next(uid for uid, (key, _f) in before.messages["INBOX"].items() if key == "new-0")
+    original_move, original_select = ImapMailServer.send_move, ImapMailServer.select
+    calls = {"moves": 0, "doubted": 0}
+
+    def doubtful_move(
+        self: ImapMailServer, uids: Any, destination: str
+    ) -> Callable[[], dict[int, int]]:
+        calls["moves"] += 1
+        if calls["moves"] != 3:  # Archive/2024 has two batches; this is INBOX's first
+            return original_move(self, uids, destination)
+        taken_too = [new_0] if server_fault == "moved" else []
+        read = original_move(self, [*uids, *taken_too], destination)
+
+        def in_doubt() -> dict[int, int]:
+            moved = read()
+            if server_fault == "copied":
+                moved[new_0] = _copy_to_quarantine(world, "new-0")
+            calls["doubted"] += 1
+            raise MoveInDoubt("the server warned while moving", moved=moved)
+
+        return in_doubt
+
+    def lost_select(self: ImapMailServer, folder: str, *, readonly: bool = True) -> Any:
+        if calls["doubted"]:
+            raise ConnectError("the server ended the session")
+        return original_select(self, folder, readonly=readonly)
+
+    monkeypatch.setattr(ImapMailServer, "send_move", doubtful_move)
+    monkeypatch.setattr(ImapMailServer, "select", lost_select)
+    with pytest.raises(ConnectError):
+        world.execute(ref, batch_size=BATCH)
+    monkeypatch.undo()
+    report = world.execute(ref, batch_size=BATCH)
+    assert report.status == "done"
+    after = world.server_state()
+    check = check_purge(world, ref, before, after=after)
+    if server_fault == "moved":
+        assert report.reconciled["unplanned mail the server moved, put back"] == 1
+        assert [folder for folder, _uid in after.locations()["new-0"]] == ["INBOX"]
+        # new-0 is back where it was, under a new UID; nothing else was touched
+        assert [p.split(" -> ")[0] for p in check.wrongly_removed] == [f"new-0 INBOX:{new_0}"]
+    else:
+        assert "unplanned mail the server moved, put back" not in report.reconciled
+        assert after.locations()["new-0"] == [("INBOX", new_0)]  # the copy is gone
+        assert check.wrongly_removed == []
+    assert (check.unaccounted, check.ledger, check.duplicates) == ([], [], [])
+    assert check.done == 30
+    assert check.audit_ok, check.audit_problem
+    with world.store.transaction() as session:
+        assert session.scalars(select(QuarantineDoubt)).all() == []
 
 
 @pytest.mark.parametrize("session_knows", [False, True], ids=["unannounced", "announced"])
