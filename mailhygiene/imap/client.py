@@ -642,7 +642,15 @@ class ImapMailServer:
         after every command sent before it has been read. Without MOVE the whole
         fallback runs now and the function returns its outcome."""
         if "MOVE" not in self.capabilities:
-            mapping = self.move(uids, destination)
+            try:
+                mapping = self.move(uids, destination)
+            except MoveInDoubt as doubt:
+                in_doubt = doubt  # raised where a pipelined move's answer would be read
+
+                def doubtful() -> dict[int, int]:
+                    raise in_doubt
+
+                return doubtful
             return lambda: mapping
         action = f"move messages to {destination!r}"
         target = quote_mailbox(destination)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from mailhygiene.config.settings import AccountSettings, PasswordSource
 from mailhygiene.devtools import ImapAccount, ThrowawayDovecot
 from mailhygiene.devtools.mailbox import append_messages, message_bytes
-from mailhygiene.errors import ImapError, SafetyRefusal
+from mailhygiene.errors import ImapError, MoveInDoubt, SafetyRefusal
 from mailhygiene.holds import place_hold
 from mailhygiene.imap.client import ImapMailServer
 from mailhygiene.index import SyncRequest, sync_account
@@ -480,6 +480,53 @@ def test_delete_is_refused_on_a_server_without_uidplus(tmp_path: Path) -> None:
         with pytest.raises(SafetyRefusal, match="UIDPLUS"):
             w.execute(ref)
         assert len(w.folder_message_ids("INBOX")) == 2
+        store.close()
+
+
+def test_a_doubtful_move_without_the_move_extension_is_settled_from_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without MOVE the fallback (COPY, ``\\Deleted``, ``UID EXPUNGE``) runs as it is sent;
+    a warning from the server then surfaces where a pipelined move's answer would be
+    read, so the batch is settled from the server like a pipelined one: what reached
+    quarantine is done, with its ledger entry, and nothing else is touched."""
+    with ThrowawayDovecot(capabilities_off={"MOVE"}) as server:
+        account = server.account()
+        settings = AccountSettings(
+            name="support",
+            host=account.host,
+            port=account.port,
+            security="none",
+            username=account.username,
+            password=PasswordSource(env="UNUSED"),
+        )
+        store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
+        policy = Policy(default_keep=Duration.parse("180d"), source_hash="p")
+        w = World(account, settings, store, policy)
+        w.deliver("INBOX", 4, OLD, "old")
+        w.deliver("INBOX", 2, NOW - timedelta(days=3), "new")
+        w.sync()
+        ref = w.plan()
+        approve_plan(store, ref, policy, actor="manager", now=NOW)
+        original = ImapMailServer.move
+
+        def warned(self: ImapMailServer, uids: Sequence[int], destination: str) -> dict[int, int]:
+            moved = original(self, uids, destination)
+            raise MoveInDoubt("the server warned while moving", moved=moved)
+
+        monkeypatch.setattr(ImapMailServer, "move", warned)
+        with w.server() as connected:
+            assert "MOVE" not in connected.capabilities
+            read = connected.send_move([], "Quarantine")  # the warning waits to be read
+            with pytest.raises(MoveInDoubt):
+                read()
+        report = w.execute(ref)
+        assert report.status == "done"
+        assert report.done == 4
+        assert report.reconciled == {"completed before the interruption": 4}
+        assert w.folder_message_ids("Quarantine") == {f"old-{i}@example.se" for i in range(4)}
+        assert w.folder_message_ids("INBOX") == {f"new-{i}@example.se" for i in range(2)}
+        assert len(list_quarantine(store, account="support")) == 4
         store.close()
 
 
