@@ -154,6 +154,18 @@ class World:
         session.execute(update(Plan).where(Plan.id == plan_id).values(status="executing"))
         return plan_id
 
+    def crashed_with_first_item_in_flight(self, ref: str) -> PlanItem:
+        """What a run killed after marking the plan's lowest UID in flight leaves."""
+        first = min(self.items(ref), key=lambda i: i.uid)
+        with self.store.transaction() as session:
+            self.start_executing(session, ref)
+            session.execute(
+                update(PlanItem)
+                .where(PlanItem.id == first.id)
+                .values(state=ItemState.IN_FLIGHT.value, batch=1)
+            )
+        return first
+
     def quarantine_by_uid(self) -> dict[int, str]:
         """UID → Message-ID of what is in the quarantine folder on the server."""
         conn = self.imap()
@@ -185,21 +197,26 @@ class World:
             assert on_server[ledger[item.id]].lower() == item.message_id.lower()
 
 
-@pytest.fixture
-def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
+def new_world(account: ImapAccount, tmp_path: Path, policy: Policy) -> World:
+    """A World for ``account`` (as "support") on a new SQLite index in ``tmp_path``."""
     settings = AccountSettings(
         name="support",
-        host=mailbox.host,
-        port=mailbox.port,
+        host=account.host,
+        port=account.port,
         security="none",
-        username=mailbox.username,
+        username=account.username,
         password=PasswordSource(env="UNUSED"),
     )
-    store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
+    return World(account, settings, open_store(f"sqlite:///{tmp_path / 'mh.db'}"), policy)
+
+
+@pytest.fixture
+def world(mailbox: ImapAccount, tmp_path: Path) -> Iterator[World]:
     policy = Policy(
         default_keep=Duration.parse("180d"), auto_approve_limit=1000, source_hash="test-policy"
     )
-    w = World(mailbox, settings, store, policy)
+    w = new_world(mailbox, tmp_path, policy)
+    store = w.store
     w.deliver("INBOX", 6, OLD, "old")
     w.deliver("INBOX", 3, RECENT, "new")
     w.sync()
@@ -415,14 +432,7 @@ def test_resume_after_crash_in_delete_unflags_then_reverifies(world: World) -> N
     world.policy = replace(world.policy, purge_action=PurgeAction.DELETE)
     ref = world.plan()
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
-    first = min(world.items(ref), key=lambda i: i.uid)
-    with world.store.transaction() as session:
-        world.start_executing(session, ref)
-        session.execute(
-            update(PlanItem)
-            .where(PlanItem.id == first.id)
-            .values(state=ItemState.IN_FLIGHT.value, batch=1)
-        )
+    first = world.crashed_with_first_item_in_flight(ref)
     conn = world.imap()
     conn.select("INBOX")
     conn.uid("STORE", str(first.uid), "+FLAGS", "(\\Deleted)")
@@ -459,20 +469,11 @@ def test_no_bare_expunge_is_ever_sent(world: World, monkeypatch: pytest.MonkeyPa
 
 def test_delete_is_refused_on_a_server_without_uidplus(tmp_path: Path) -> None:
     with ThrowawayDovecot(capabilities_off={"UIDPLUS", "MOVE"}) as server:
-        account = server.account()
-        settings = AccountSettings(
-            name="support",
-            host=account.host,
-            port=account.port,
-            security="none",
-            username=account.username,
-            password=PasswordSource(env="UNUSED"),
-        )
-        store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
         policy = Policy(
             default_keep=Duration.parse("180d"), purge_action=PurgeAction.DELETE, source_hash="p"
         )
-        w = World(account, settings, store, policy)
+        w = new_world(server.account(), tmp_path, policy)
+        store = w.store
         w.deliver("INBOX", 2, OLD, "old")
         w.sync()
         ref = w.plan()
@@ -491,18 +492,9 @@ def test_a_doubtful_move_without_the_move_extension_is_settled_from_the_server(
     read, so the batch is settled from the server like a pipelined one: what reached
     quarantine is done, with its ledger entry, and nothing else is touched."""
     with ThrowawayDovecot(capabilities_off={"MOVE"}) as server:
-        account = server.account()
-        settings = AccountSettings(
-            name="support",
-            host=account.host,
-            port=account.port,
-            security="none",
-            username=account.username,
-            password=PasswordSource(env="UNUSED"),
-        )
-        store = open_store(f"sqlite:///{tmp_path / 'mh.db'}")
         policy = Policy(default_keep=Duration.parse("180d"), source_hash="p")
-        w = World(account, settings, store, policy)
+        w = new_world(server.account(), tmp_path, policy)
+        store = w.store
         w.deliver("INBOX", 4, OLD, "old")
         w.deliver("INBOX", 2, NOW - timedelta(days=3), "new")
         w.sync()
@@ -886,14 +878,7 @@ def test_a_run_that_resumes_in_flight_items_drops_what_was_opened_ahead(
 ) -> None:
     ref = world.plan()
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
-    first = min(world.items(ref), key=lambda i: i.uid)
-    with world.store.transaction() as session:
-        world.start_executing(session, ref)
-        session.execute(
-            update(PlanItem)
-            .where(PlanItem.id == first.id)
-            .values(state=ItemState.IN_FLIGHT.value, batch=1)
-        )
+    world.crashed_with_first_item_in_flight(ref)
     spy = OpeningSpy()
     spy.install(monkeypatch)
     report = world.execute(ref)
