@@ -81,11 +81,12 @@ class ServerChanged(ImapError):
 
 
 class MoveInDoubt(ServerChanged):
-    """The server completed a move but reported a problem while doing it (an untagged
-    ``NO`` or ``BAD``): which messages it moved cannot be taken on trust. Dovecot does
-    this when another client recreated the selected folder: it moves the UIDs' *new*
-    owners, then says ``* NO Internal error``. ``moved`` is what its COPYUID codes say
-    it moved (source → destination UID); what it really moved must be checked."""
+    """The server reported a problem while moving (an untagged ``NO``, ``BAD`` or
+    ``BYE``, or a failure after it said it moved): which messages it moved cannot be
+    taken on trust. Dovecot does this when another client recreated the selected folder:
+    it moves the UIDs' *new* owners, then says ``* NO Internal error``. ``moved`` is what
+    its COPYUID codes say it moved (source → destination UID); what it really moved
+    must be checked."""
 
     def __init__(self, message: str, *, moved: dict[int, int]) -> None:
         super().__init__(message)

@@ -196,7 +196,7 @@ _COPYUID = re.compile(rb"\[COPYUID ([^\]]*)\]")
 
 class _MoveAnswer(NamedTuple):
     codes: list[bytes]  # the ``COPYUID`` codes (``v src dst``)
-    warnings: list[str]  # untagged ``NO`` / ``BAD`` lines: the outcome is in doubt
+    warnings: list[str]  # untagged NO/BAD/BYE, a late failure: the outcome is in doubt
 
 
 def _read_move_answer(stream: Any, tag: bytes) -> _MoveAnswer:
@@ -667,6 +667,8 @@ class ImapMailServer:
                 for code in answer.codes:
                     mapping.update(_copyuid_pairs(code))
                 warnings += answer.warnings
+                if any(warning.startswith("BYE") for warning in answer.warnings):
+                    break  # the connection is closing: what was moved is known so far
             self._check_move(destination, mapping, warnings)
             return mapping
 
