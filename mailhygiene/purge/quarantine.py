@@ -22,7 +22,7 @@ from typing import Protocol
 from mailhygiene.audit import log as audit
 from mailhygiene.audit.events import AuditTag
 from mailhygiene.cases.service import link_after_sync
-from mailhygiene.errors import FolderError, NotFoundError
+from mailhygiene.errors import FolderError, MoveInDoubt, NotFoundError
 from mailhygiene.holds import hold_lookup
 from mailhygiene.mailbox import FolderStatus, MessageIdentity
 from mailhygiene.policy import Policy
@@ -146,25 +146,56 @@ def restore(
         for entry in entries:
             if entry.id in located:
                 by_folder[entry.original_folder].append(entry)
+        skipped: Counter[str] = Counter()
         for folder, group in by_folder.items():
             server.create_folder(folder)
-            server.move([located[e.id] for e in group], folder)
+            restored = _move_back(server, policy, group, located, folder)
+            if left := len(group) - len(restored):
+                skipped["the server warned while moving it back; still in quarantine"] += left
+            if not restored:
+                continue
             with store.transaction() as session:
                 purge_queries.close_quarantine_entries(
-                    session, [e.id for e in group], state="restored", at=now, by=actor
+                    session, [e.id for e in restored], state="restored", at=now, by=actor
                 )
                 audit.append(
                     session,
                     actor=actor,
                     tag=AuditTag.QUARANTINE_RESTORE,
                     subject=folder,
-                    data={"messages": len(group), "plan_ref": plan_ref},
+                    data={"messages": len(restored), "plan_ref": plan_ref},
                     at=now,
                 )
-            report.restored += len(group)
+            report.restored += len(restored)
         if missing:
-            report.skipped["not found in the quarantine folder"] = len(missing)
+            skipped["not found in the quarantine folder"] = len(missing)
+        report.skipped = dict(skipped)
     return report
+
+
+def _move_back(
+    server: QuarantineServer,
+    policy: Policy,
+    group: Sequence[QuarantineEntry],
+    located: dict[int, int],
+    folder: str,
+) -> list[QuarantineEntry]:
+    """Move ``group`` from the (selected) quarantine folder to ``folder``; returns the
+    entries that left quarantine. When the server warns while moving (``MoveInDoubt``)
+    its answer is not trusted: what is still in quarantine, by UID, Message-ID and size,
+    stays held."""
+    try:
+        server.move([located[e.id] for e in group], folder)
+    except MoveInDoubt:
+        server.select(policy.quarantine_folder, readonly=False)
+        still = server.fetch_identity([located[e.id] for e in group])
+        return [
+            e
+            for e in group
+            if (ident := still.get(located[e.id])) is None
+            or (ident.message_id, ident.size) != (e.message_id, e.size)
+        ]
+    return list(group)
 
 
 def expunge_due(

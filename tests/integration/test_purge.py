@@ -522,6 +522,50 @@ def test_a_doubtful_move_without_the_move_extension_is_settled_from_the_server(
         store.close()
 
 
+def test_restore_the_server_warned_about_closes_only_what_left_quarantine(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server moves one of two messages back and warns: the moved one is restored,
+    the other stays held in quarantine (and a later restore brings it back)."""
+    ref = world.plan()
+    approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
+    world.execute(ref)
+    entries = list_quarantine(world.store, account="support")[:2]
+    original = ImapMailServer.move
+
+    def half_then_warned(
+        self: ImapMailServer, uids: Sequence[int], destination: str
+    ) -> dict[int, int]:
+        moved = original(self, list(uids)[:1], destination)
+        raise MoveInDoubt("the server warned while moving", moved=moved)
+
+    monkeypatch.setattr(ImapMailServer, "move", half_then_warned)
+
+    def restore_both() -> Any:
+        with world.server() as server:
+            return restore(
+                world.store,
+                server,
+                world.policy,
+                account="support",
+                actor="manager",
+                now=NOW,
+                entry_ids=[e.id for e in entries],
+            )
+
+    report = restore_both()
+    assert report.restored == 1
+    assert report.skipped == {"the server warned while moving it back; still in quarantine": 1}
+    held = {e.message_id for e in list_quarantine(world.store, account="support")}
+    back = {e.message_id for e in entries} - held
+    assert len(back) == 1
+    assert back <= world.folder_message_ids("INBOX")
+    assert {e.message_id for e in entries} & held <= world.folder_message_ids("Quarantine")
+    monkeypatch.undo()
+    assert restore_both().restored == 1
+    assert {e.message_id for e in entries} <= world.folder_message_ids("INBOX")
+
+
 def test_quarantine_restore_and_expunge_after_grace(world: World) -> None:
     ref = world.plan()
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
