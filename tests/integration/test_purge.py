@@ -31,7 +31,12 @@ from mailhygiene.purge.approve import approve_plan
 from mailhygiene.purge.execute import ExecutionReport, execute_plan
 from mailhygiene.purge.model import ItemState
 from mailhygiene.purge.plan import plan_purge
-from mailhygiene.purge.quarantine import expunge_due, list_quarantine, restore
+from mailhygiene.purge.quarantine import (
+    QuarantineReport,
+    expunge_due,
+    list_quarantine,
+    restore,
+)
 from mailhygiene.store import purge_queries
 from mailhygiene.store.models import (
     Case,
@@ -153,6 +158,19 @@ class World:
         purge_queries.write_journal(session, plan_id)
         session.execute(update(Plan).where(Plan.id == plan_id).values(status="executing"))
         return plan_id
+
+    def restore(self, entry_ids: list[int]) -> QuarantineReport:
+        """``quarantine restore`` of these ledger entries, as a manager, now."""
+        with self.server() as server:
+            return restore(
+                self.store,
+                server,
+                self.policy,
+                account="support",
+                actor="manager",
+                now=NOW,
+                entry_ids=entry_ids,
+            )
 
     def crashed_with_first_item_in_flight(self, ref: str) -> PlanItem:
         """What a run killed after marking the plan's lowest UID in flight leaves."""
@@ -541,19 +559,7 @@ def test_restore_the_server_warned_about_closes_only_what_left_quarantine(
 
     monkeypatch.setattr(ImapMailServer, "move", half_then_warned)
 
-    def restore_both() -> Any:
-        with world.server() as server:
-            return restore(
-                world.store,
-                server,
-                world.policy,
-                account="support",
-                actor="manager",
-                now=NOW,
-                entry_ids=[e.id for e in entries],
-            )
-
-    report = restore_both()
+    report = world.restore([e.id for e in entries])
     assert report.restored == 1
     assert report.skipped == {"the server warned while moving it back; still in quarantine": 1}
     held = {e.message_id for e in list_quarantine(world.store, account="support")}
@@ -562,7 +568,7 @@ def test_restore_the_server_warned_about_closes_only_what_left_quarantine(
     assert back <= world.folder_message_ids("INBOX")
     assert {e.message_id for e in entries} & held <= world.folder_message_ids("Quarantine")
     monkeypatch.undo()
-    assert restore_both().restored == 1
+    assert world.restore([e.id for e in entries]).restored == 1
     assert {e.message_id for e in entries} <= world.folder_message_ids("INBOX")
 
 
@@ -571,16 +577,7 @@ def test_quarantine_restore_and_expunge_after_grace(world: World) -> None:
     approve_plan(world.store, ref, world.policy, actor="manager", now=NOW)
     world.execute(ref)
     entries = list_quarantine(world.store, account="support")
-    with world.server() as server:
-        report = restore(
-            world.store,
-            server,
-            world.policy,
-            account="support",
-            actor="manager",
-            now=NOW,
-            entry_ids=[entries[0].id],
-        )
+    report = world.restore([entries[0].id])
     assert report.restored == 1
     assert entries[0].message_id in world.folder_message_ids("INBOX")
     world.sync()  # the quarantine folder must be indexed before final deletion
