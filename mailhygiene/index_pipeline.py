@@ -4,8 +4,8 @@ Python runs one thread at a time, so in one process fetching, header parsing and
 database insert take turns. For a large fetch (an initial sync) this module keeps the
 IMAP connection in the calling process, which only fetches — raw ``imaplib`` data per
 batch, lists of bytes and tuples that pickle cheaply — and hands each batch to one of N
-worker processes. A worker parses it and inserts it over its own database connection
-(``open_store(store.url, schema=store.schema, migrate=False)``).
+worker processes (``index_worker``). A worker parses it and inserts it over its own
+database connection, opened with the driver alone (``Store.driver_target``).
 
 Workers are started with ``spawn``, never ``fork``: the parent may run threads (rich's
 progress refresh, imaplib's reader), and a forked child would inherit their locks held.
@@ -29,15 +29,12 @@ with the worker's traceback as a note; later batches are not submitted.
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 import queue
 import signal
 import threading
 import time
-import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.process import BaseProcess
@@ -47,24 +44,17 @@ from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
 from mailhygiene.errors import MailhygieneError
-from mailhygiene.mailbox import IndexedMessage
-from mailhygiene.processes import (
-    Parallelism,
-    children_ignore_sigint,
-    end_with_parent,
-    main_module_hidden,
-)
+from mailhygiene.index_worker import Parser, Result, Task, WorkerConfig, worker_main
+from mailhygiene.processes import Parallelism, children_ignore_sigint, main_module_hidden
 from mailhygiene.store import index_queries as q
-from mailhygiene.store.session import Store, open_store
+from mailhygiene.store.session import Store
 
 _IN_FLIGHT_PER_WORKER = 4  # batches handed out but not yet committed, per worker
 _POLL_S = 0.2
 _RECORD_EVERY_S = 0.25
-_LOCK_WAIT_S = 60.0
 _STOP_WAIT_S = 10.0
 
 RawBatch = tuple[list[int], list[Any]]
-Parser = Callable[[list[Any]], list[IndexedMessage]]
 
 
 @runtime_checkable
@@ -132,13 +122,13 @@ class _Pipeline:
     ) -> None:
         self._store, self._folder_id, self._on_batch = store, folder_id, on_batch
         context = multiprocessing.get_context("spawn")
-        self._tasks: Queue[tuple[int, list[Any]] | None] = context.Queue()
-        self._results: Queue[tuple[str, int, Any]] = context.Queue()
+        self._tasks: Queue[Task] = context.Queue()
+        self._results: Queue[Result] = context.Queue()
         self._lock: Lock | None = context.Lock() if store.is_sqlite else None
-        config = _WorkerConfig(store.url, store.schema, folder_id, now, parser)
+        config = WorkerConfig(store.driver_target, folder_id, now, parser)
         self._processes: list[BaseProcess] = [
             context.Process(
-                target=_worker_main,
+                target=worker_main,
                 args=(config, self._tasks, self._results, self._lock),
                 name=f"mailhygiene-index-{n + 1}",
                 daemon=True,
@@ -314,74 +304,6 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
         yield lambda: hit
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _Held:
-    """The SQLite write turn; a holder that died cannot block us past ``_LOCK_WAIT_S``
-    (the database's own busy timeout still serialises the write)."""
-
-    def __init__(self, lock: Lock) -> None:
-        self._lock = lock
-        self._held = False
-
-    def __enter__(self) -> object:
-        self._held = self._lock.acquire(timeout=_LOCK_WAIT_S)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._held:
-            self._lock.release()
-
-
-# -- worker side ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _WorkerConfig:
-    url: str
-    schema: str | None
-    folder_id: int
-    now: datetime
-    parser: Parser
-
-
-def _worker_main(
-    config: _WorkerConfig,
-    tasks: Queue[tuple[int, list[Any]] | None],
-    results: Queue[tuple[str, int, Any]],
-    lock: Lock | None,
-) -> None:
-    """Parse and insert batches until told to stop (None); end with the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    end_with_parent()
-    try:
-        store = open_store(config.url, schema=config.schema, migrate=False)
-    except Exception as error:
-        results.put(("error", -1, _portable(error)))
-        return
-    try:
-        while (task := tasks.get()) is not None:
-            seq, data = task
-            try:
-                messages = config.parser(data)
-                problems = Counter(kind for m in messages for kind in m.problems)
-                turn = _Held(lock) if lock is not None else nullcontext()
-                with turn, store.transaction() as session:
-                    q.insert_messages(session, config.folder_id, messages, config.now)
-                results.put(("done", seq, (len(messages), dict(problems))))
-            except Exception as error:
-                results.put(("error", seq, _portable(error)))
-    finally:
-        store.close()
-
-
-def _portable(error: BaseException) -> tuple[BaseException, str]:
-    """The error and its traceback text, as something that survives the trip to the parent."""
-    text = "".join(traceback.format_exception(error)).rstrip()
-    try:
-        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
-    except Exception:
-        substitute = MailhygieneError(f"{type(error).__name__}: {error}")
-        return substitute, text
-    return error, text
 
 
 __all__ = [

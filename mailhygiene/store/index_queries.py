@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring
 from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.engine import Connection, CursorResult, Result
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from mailhygiene.errors import StoreError
 from mailhygiene.mailbox import FlagUpdate, IndexedMessage
-from mailhygiene.store.models import Account, Folder, Message, naive_utc, sqlite_utc_text
+from mailhygiene.store.driver import write_messages
+from mailhygiene.store.models import Account, Folder, Message
 
 _DELETE_CHUNK = 500
 
@@ -126,141 +126,16 @@ def set_folder_position(
 def insert_messages(
     session: Session, folder_id: int, messages: Sequence[IndexedMessage], now: datetime
 ) -> None:
-    """Insert a batch; rows already present for the same UID are replaced (resume-safe).
-
-    One upsert on ``(folder_id, uid)`` per row (``INSERT … ON CONFLICT DO UPDATE``), so
-    there is no separate DELETE pass and a re-fetched batch overwrites what a crashed
-    run left. On SQLite, straight to the DBAPI's executemany: SQLAlchemy's per-row
-    parameter processing costs more than SQLite's insert itself on this hot path. On
-    PostgreSQL, binary ``COPY`` (a statement per row costs a round trip per row).
-    """
+    """Insert a batch in ``session``'s transaction; rows already present for the same UID
+    are replaced (resume-safe). The driver-level write (``driver.write_messages``) that
+    the parallel indexer's workers use too."""
     if not messages:
         return
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        _insert_postgres(connection, folder_id, messages, now)
-        return
-    rows = _rows(folder_id, messages, sqlite_utc_text, sqlite_utc_text(now))
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(_upsert_sql(f"VALUES ({', '.join([marker] * len(_COLUMNS))})"), rows)
-
-
-def _insert_postgres(
-    connection: Connection, folder_id: int, messages: Sequence[IndexedMessage], now: datetime
-) -> None:
-    """Binary COPY straight into ``messages`` when none of the batch's UID range is stored
-    yet (a first sync); otherwise COPY into a temporary table and upsert from there."""
-    latest = {m.uid: m for m in messages}  # one statement may not touch a row twice
-    rows = _rows(folder_id, latest.values(), naive_utc, naive_utc(now))
-    stored = connection.exec_driver_sql(
-        _POSTGRES_ANY_STORED, (folder_id, min(latest), max(latest))
-    ).first()
-    if stored is not None:
-        connection.exec_driver_sql(_POSTGRES_STAGE)
     driver = connection.connection.driver_connection
     if driver is None:  # pragma: no cover - only after the connection was invalidated
         raise StoreError("the database connection was closed during the index insert")
-    with driver.cursor() as cursor:
-        target = "messages" if stored is None else "mh_messages_stage"
-        with cursor.copy(_POSTGRES_COPY.format(target=target)) as copy:
-            copy.set_types(_POSTGRES_TYPES)
-            write = copy.write_row
-            for row in rows:
-                write(row)
-        if stored is not None:
-            cursor.execute(_POSTGRES_UPSERT)
-
-
-def _rows(
-    folder_id: int,
-    messages: Iterable[IndexedMessage],
-    convert: Callable[[datetime | None], object],
-    stamp: object,
-) -> list[tuple[object, ...]]:
-    """Row tuples in ``_COLUMNS`` order; the same values ``Message`` would be given."""
-    join, extra = " ".join, _json_object
-    return [
-        (
-            folder_id,
-            m.uid,
-            m.message_id[:998],
-            m.in_reply_to[:998],
-            join(m.references),
-            m.thread_index[:500],
-            m.thread_topic,
-            m.subject,
-            m.from_addr[:320],
-            m.from_name,
-            join(m.to_addrs),
-            join(m.cc_addrs),
-            join(m.reply_to),
-            convert(m.date_header),
-            m.date_raw,
-            convert(m.internal_date),
-            m.size,
-            join(m.flags),
-            m.modseq,
-            extra(m.extra_headers) if m.extra_headers else "{}",
-            join(m.problems) or None,
-            None,
-            stamp,
-        )
-        for m in messages
-    ]
-
-
-_COLUMNS = (
-    ("folder_id", "integer"),
-    ("uid", "bigint"),
-    ("message_id", "varchar"),
-    ("in_reply_to", "varchar"),
-    ("references_ids", "text"),
-    ("thread_index", "varchar"),
-    ("thread_topic", "text"),
-    ("subject", "text"),
-    ("from_addr", "varchar"),
-    ("from_name", "text"),
-    ("to_addrs", "text"),
-    ("cc_addrs", "text"),
-    ("reply_to", "text"),
-    ("date_header", "timestamp"),
-    ("date_raw", "text"),
-    ("internal_date", "timestamp"),
-    ("size", "bigint"),
-    ("flags", "text"),
-    ("modseq", "bigint"),
-    ("extra_headers", "text"),
-    ("problems", "text"),
-    ("thread_id", "varchar"),
-    ("indexed_at", "timestamp"),
-)
-
-
-def _upsert_sql(source: str) -> str:
-    names = [name for name, _type in _COLUMNS]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names[2:])
-    # Only constant column names and placeholders: no value is ever formatted into SQL.
-    insert = f"INSERT INTO messages ({', '.join(names)}) {source}"
-    return f"{insert} ON CONFLICT (folder_id, uid) DO UPDATE SET {updates}"
-
-
-_NAMES = ", ".join(name for name, _type in _COLUMNS)
-_POSTGRES_TYPES = [sql_type for _name, sql_type in _COLUMNS]
-_POSTGRES_ANY_STORED = (
-    "SELECT 1 FROM messages WHERE folder_id = %s AND uid >= %s AND uid <= %s LIMIT 1"
-)
-_POSTGRES_STAGE = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS mh_messages_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
-    f"SELECT {_NAMES} FROM messages WITH NO DATA"
-)
-_POSTGRES_COPY = "COPY {target} (" + _NAMES + ") FROM STDIN (FORMAT BINARY)"
-_POSTGRES_UPSERT = _upsert_sql(f"SELECT {_NAMES} FROM mh_messages_stage")  # noqa: S608
-
-
-def _json_object(values: dict[str, str]) -> str:
-    """``json.dumps(values, ensure_ascii=False)`` for a str → str dict, at a third of the cost."""
-    quote = encode_basestring
-    return "{" + ", ".join([quote(k) + ": " + quote(v) for k, v in values.items()]) + "}"
+    write_messages(driver, connection.dialect.name == "sqlite", folder_id, messages, now)
 
 
 def apply_flag_updates(session: Session, folder_id: int, updates: Sequence[FlagUpdate]) -> int:

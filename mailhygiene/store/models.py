@@ -49,23 +49,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def naive_utc(value: datetime | None) -> datetime | None:
-    """What ``UTCDateTime`` binds: naive UTC (for the driver's own executemany)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
-
-
-def sqlite_utc_text(value: datetime | None) -> str | None:
-    """``UTCDateTime`` as SQLAlchemy's SQLite dialect writes it (``YYYY-MM-DD HH:MM:SS.ffffff``),
-    so comparisons with SQLAlchemy-bound values order correctly."""
-    if value is None:
-        return None
-    if value.tzinfo is UTC:
-        return value.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -32,6 +32,7 @@ from mailhygiene.purge.model import (
     PlannedMessage,
     hash_lines,
 )
+from mailhygiene.store.driver import naive_utc, sqlite_utc_text
 from mailhygiene.store.models import (
     Account,
     Approval,
@@ -42,8 +43,6 @@ from mailhygiene.store.models import (
     QuarantineDoubt,
     QuarantineEntry,
     UTCDateTime,
-    naive_utc,
-    sqlite_utc_text,
 )
 from mailhygiene.store.session import among, driver_cursor
 

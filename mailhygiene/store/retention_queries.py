@@ -20,14 +20,13 @@ from sqlalchemy.orm import Session
 
 from mailhygiene.purge.model import ItemAction, PlannedMessage
 from mailhygiene.store.case_queries import contains_ignoring_case
+from mailhygiene.store.driver import naive_utc, sqlite_utc_text
 from mailhygiene.store.models import (
     Account,
     CaseThread,
     Folder,
     Message,
     StoredVerdict,
-    naive_utc,
-    sqlite_utc_text,
 )
 from mailhygiene.store.session import among, driver_cursor
 

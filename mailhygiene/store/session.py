@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailhygiene.errors import StoreError
+from mailhygiene.store.driver import DriverTarget, prepare_sqlite
 
 _POSTGRES_DRIVER = "postgresql+psycopg"
 
@@ -40,9 +41,10 @@ class Store:
     """An open database: the engine and a session factory bound to it.
 
     ``url`` (with the password; never shown) and ``schema`` let another process open
-    the same database with ``open_store(store.url, schema=store.schema, migrate=False)``
-    — the parallel indexer's workers do; ``shareable`` says whether that reaches the
-    same data (not for an in-memory SQLite database).
+    the same database with ``open_store(store.url, schema=store.schema, migrate=False)``,
+    or with the driver alone through ``driver_target`` (the parallel indexer's workers
+    do); ``shareable`` says whether that reaches the same data (not for an in-memory
+    SQLite database).
     """
 
     engine: Engine
@@ -50,6 +52,16 @@ class Store:
     url_for_display: str
     url: str = field(default="", repr=False, compare=False)
     schema: str | None = None
+    connect_args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def driver_target(self) -> DriverTarget:
+        """The driver's ``connect`` arguments as this store's engine uses them."""
+        args, params = self.engine.dialect.create_connect_args(self.engine.url)
+        # "context": the adapters SQLAlchemy registers for its own type handling; the
+        # driver-level write needs none, and they do not pickle to another process.
+        params = {key: value for key, value in params.items() if key != "context"}
+        return DriverTarget(self.engine.dialect.name, tuple(args), {**params, **self.connect_args})
 
     @property
     def shareable(self) -> bool:
@@ -163,6 +175,7 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
         display,
         url=parsed.render_as_string(hide_password=False),
         schema=schema if engine.dialect.name == "postgresql" else None,
+        connect_args=connect_args,
     )
     if migrate:
         from mailhygiene.store.migrate import upgrade_to_head
@@ -180,11 +193,7 @@ def _create_private_file(path: Path) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    prepare_sqlite(dbapi_connection)
 
 
 __all__ = ["Session", "Store", "normalise_url", "open_store"]
