@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,15 @@ def test_plot_without_matplotlib_says_how_to_install_it(
     assert "pip install -e '.[bench]'" in capsys.readouterr().err
 
 
+def rounds_of(note: str) -> list[float]:
+    """The values a figure's note lists after "median of N: " (``bench.rounds_note``)."""
+    match = re.search(r"median of (\d+): ([\d., ]+) s", note)
+    assert match is not None, note
+    runs = [float(run) for run in match.group(2).split(", ")]
+    assert len(runs) == int(match.group(1))
+    return runs
+
+
 @pytest.mark.dovecot
 @pytest.mark.slow
 def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
@@ -123,6 +133,8 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
             "--sizes",
             "2000",
             "--skip-move",
+            "--repeat",
+            "2",
             "--json",
             "--markdown",
             str(report),
@@ -150,10 +162,15 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
     assert {f["messages"] for f in figures} == {2000}
     initial = next(f for f in figures if f["step"] == "sync.initial")
     assert initial["ratio"] == pytest.approx(initial["seconds"] / initial["floor"])
+    floor = next(f for f in figures if f["step"] == "floor.parse")
+    for figure, rounds in ((initial, 2), (floor, 2)):
+        runs = rounds_of(figure["note"])
+        assert len(runs) == rounds
+        assert figure["seconds"] == pytest.approx(statistics.median(runs), abs=0.006)
     plus1 = next(f for f in figures if f["step"] == "sync.plus1")
     assert plus1["note"] == "20 new"
     plan = next(f for f in figures if f["step"] == "plan")
-    runs = [float(run) for run in plan["note"].split("median of ")[1].split(", ")]
+    runs = rounds_of(plan["note"])
     assert len(runs) == 3
     assert plan["seconds"] == pytest.approx(statistics.median(runs), abs=0.006)
     assert "generated 2,000 messages" in done.stderr
