@@ -18,7 +18,7 @@ figure has its ratio to the floor measured in the same run at the same size:
   a note and every timed figure runs on a warmed mailbox, ours and the floor alike.
   The floor and the initial syncs are measured ``--repeat`` times (default 3) in
   alternating rounds, and the medians count: on two cores one measurement varies by
-  about ±10 %, as much as the margin to a goal;
+  about ±10 %, as much as the margin to a goal (the moves below are repeated alike);
 - initial sync (in a child process: its peak RSS, the indexing workers it starts
   included, is sampled from /proc), no-change resync (goal ≤ 0.3 s per 100k), resync
   after 1% new mail;
@@ -29,7 +29,8 @@ figure has its ratio to the floor measured in the same run at the same size:
   runs of the command would): the median counts and the note lists all three;
 - moving the mail older than 365 days to another folder: raw ``UID SEARCH BEFORE`` +
   ``UID MOVE`` (floor), mailhygiene's re-verified, journaled execution (goal ≤ 1.2×),
-  and imapfilter doing the same move (when installed).
+  and imapfilter doing the same move (when installed); each round generates three new
+  mailboxes, one per mover, and the medians count.
 
 ``--plot`` draws seconds vs mailbox size per step (log-log) and peak RSS vs size
 (needs matplotlib: ``pip install -e '.[bench]'``); ``--markdown`` writes the full report
@@ -928,25 +929,54 @@ def imapfilter_move(bench: Bench, box: Mailbox) -> tuple[float, int] | None:
     return seconds, int(match.group(1)) if match else 0
 
 
-def measure_moves(bench: Bench, count: int, boxes: dict[str, Mailbox]) -> None:
-    # Our execution runs after a sync has fetched every message once; give the floor's
-    # and imapfilter's mailboxes the same warm Dovecot cache first.
-    for name in ("raw", "filter"):
-        with bench.progress.running(f"warming {boxes[name].user}"):
-            raw_fetch(boxes[name], parse=False)
-    with bench.progress.running("raw UID SEARCH + UID MOVE"):
-        search_s, move_s, raw_moved = raw_move(boxes["raw"])
-    floor = search_s + move_s
+@dataclass(frozen=True)
+class MoveRound:
+    """One round of the three moves, each on its own new mailbox."""
+
+    search_s: float
+    floor: float
+    raw_moved: int
+    ours_s: float
+    ours_moved: int
+    peer: tuple[float, int] | None
+
+
+def move_round(bench: Bench, count: int, round_number: int) -> MoveRound:
+    """Generate the floor's, our and imapfilter's mailboxes, move in each, delete them."""
+    boxes = new_mailboxes(bench, count, ("raw", "ours", "filter"), round_number)
+    try:
+        # Our execution runs after a sync has fetched every message once; give the
+        # floor's and imapfilter's mailboxes the same warm Dovecot cache first.
+        for name in ("raw", "filter"):
+            with bench.progress.running(f"warming {boxes[name].user}"):
+                raw_fetch(boxes[name], parse=False)
+        with bench.progress.running("raw UID SEARCH + UID MOVE"):
+            search_s, move_s, raw_moved = raw_move(boxes["raw"])
+        ours_s, ours_moved = our_move(bench, boxes["ours"])
+        peer = imapfilter_move(bench, boxes["filter"])
+    finally:
+        remove_mailboxes(bench, boxes)
+    return MoveRound(search_s, search_s + move_s, raw_moved, ours_s, ours_moved, peer)
+
+
+def measure_moves(bench: Bench, count: int) -> None:
+    """The three moves, ``bench.repeat`` rounds (each on new mailboxes); medians count."""
+    rounds = [move_round(bench, count, n) for n in range(1, bench.repeat + 1)]
+    floor = statistics.median(r.floor for r in rounds)
     bench.add(
         Figure(
             label("move.floor"),
             floor,
-            note=f"{raw_moved:,} moved, search {search_s:.2f} s",
+            note=notes(
+                f"{rounds[-1].raw_moved:,} moved, search "
+                f"{statistics.median(r.search_s for r in rounds):.2f} s",
+                rounds_note([r.floor for r in rounds]),
+            ),
             step="move.floor",
             messages=count,
         )
     )
-    ours_s, ours_moved = our_move(bench, boxes["ours"])
+    ours_s = statistics.median(r.ours_s for r in rounds)
     bench.add(
         Figure(
             label("move.ours"),
@@ -954,47 +984,62 @@ def measure_moves(bench: Bench, count: int, boxes: dict[str, Mailbox]) -> None:
             floor,
             "≤ 1.2× floor",
             ours_s <= 1.2 * floor,
-            note=f"{ours_moved:,} moved",
+            note=notes(f"{rounds[-1].ours_moved:,} moved", rounds_note([r.ours_s for r in rounds])),
             step="move.ours",
             messages=count,
         )
     )
-    peer = imapfilter_move(bench, boxes["filter"])
-    if peer is None:
+    peers = [r.peer for r in rounds if r.peer is not None]
+    if not peers:
         bench.progress.line("imapfilter is not installed: no peer figure")
-    else:
-        bench.add(
-            Figure(
-                label("move.imapfilter"),
-                peer[0],
-                floor,
-                note=f"{peer[1]:,} moved",
-                step="move.imapfilter",
-                messages=count,
-            )
+        return
+    bench.add(
+        Figure(
+            label("move.imapfilter"),
+            statistics.median(seconds for seconds, _moved in peers),
+            floor,
+            note=notes(f"{peers[-1][1]:,} moved", rounds_note([seconds for seconds, _ in peers])),
+            step="move.imapfilter",
+            messages=count,
         )
+    )
 
 
-def run_size(bench: Bench, count: int) -> None:
-    """Every figure at one mailbox size; its mailboxes are deleted afterwards."""
-    bench.progress.size = count
-    names = ("index",) if bench.skip_move else ("index", "raw", "ours", "filter")
+def new_mailboxes(
+    bench: Bench, count: int, names: Sequence[str], round_number: int = 1
+) -> dict[str, Mailbox]:
+    """A new user per name with ``count`` generated messages, written to disk."""
     boxes: dict[str, Mailbox] = {}
     try:
         for name in names:
-            user = f"{name}-{count}@bench.example"
+            user = f"{name}-{count}-{round_number}@bench.example"
             boxes[name] = Mailbox(bench.dovecot.port, user, bench.dovecot.add_user(user))
             bench.generate(boxes[name], count)
         # why: the generated mail (~5 KB a message and user) is still being written back
         # to disk by the kernel; every figure would share the disk with that writeback
         with bench.progress.running("writing the generated mail to disk (untimed)"):
             os.sync()
+    except BaseException:
+        remove_mailboxes(bench, boxes)
+        raise
+    return boxes
+
+
+def remove_mailboxes(bench: Bench, boxes: dict[str, Mailbox]) -> None:
+    for box in boxes.values():
+        bench.dovecot.remove_user(box.user)
+
+
+def run_size(bench: Bench, count: int) -> None:
+    """Every figure at one mailbox size; its mailboxes are deleted afterwards."""
+    bench.progress.size = count
+    boxes = new_mailboxes(bench, count, ("index",))
+    try:
         measure_index(bench, count, boxes["index"])
-        if not bench.skip_move:
-            measure_moves(bench, count, boxes)
     finally:
-        for box in boxes.values():
-            bench.dovecot.remove_user(box.user)
+        remove_mailboxes(bench, boxes)
+    if not bench.skip_move:
+        measure_moves(bench, count)
 
 
 # =================================================================== the machine
@@ -1405,8 +1450,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--repeat",
         type=positive_int,
         default=3,
-        help="measure the floor and each initial sync this many times, alternating; the "
-        "median counts (default 3)",
+        help="measure the floor, each initial sync and the moves this many times, in "
+        "alternating rounds; the medians count (default 3)",
     )
     parser.add_argument("--markdown", type=Path, help="write the full report to this file")
     parser.add_argument(
