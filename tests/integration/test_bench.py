@@ -153,7 +153,9 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
         "sync.initial",
         "rss",
         "rss.process",
+        "floor.nochange",
         "sync.nochange",
+        "floor.plus1",
         "sync.plus1",
         "link",
         "verdicts",
@@ -169,6 +171,7 @@ def test_small_run_measures_every_index_figure(tmp_path: Path) -> None:
         assert figure["seconds"] == pytest.approx(statistics.median(runs), abs=0.006)
     plus1 = next(f for f in figures if f["step"] == "sync.plus1")
     assert plus1["note"] == "20 new"
+    assert plus1["ratio"] == pytest.approx(plus1["seconds"] / plus1["floor"])
     plan = next(f for f in figures if f["step"] == "plan")
     runs = rounds_of(plan["note"])
     assert len(runs) == 3
