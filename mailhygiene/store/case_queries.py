@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased
 from mailhygiene.cases.detect import keyword_for_case
 from mailhygiene.errors import InputError
 from mailhygiene.store.models import Account, Case, CaseThread, Folder, Message
+from mailhygiene.store.session import among
 
 _CHUNK = 500
 _T = TypeVar("_T", int, str)
@@ -250,26 +251,32 @@ def rename_case(session: Session, case: Case, new_ref: str) -> None:
 
 
 def active_links(session: Session, thread_ids: Iterable[str]) -> dict[str, list[LinkRow]]:
-    """Active links of these threads, by thread id."""
+    """Active links of these threads, by thread id (each thread's in link order).
+
+    One statement with the ids bound as one value (``among``), whatever their number: the
+    linking after a first sync asks for every new thread (80k at 100k messages), and 500
+    ids a statement took 1.3 s of the 5 s linking on PostgreSQL.
+    """
+    wanted = sorted(set(thread_ids))
+    if not wanted:
+        return {}
+    sqlite = _is_sqlite(session)
+    condition, listed = among(sqlite, wanted)
+    rows = session.connection().exec_driver_sql(
+        _ACTIVE_LINKS.format(condition=condition), (listed,)
+    )
     found: dict[str, list[LinkRow]] = {}
-    for chunk in _chunks(thread_ids):
-        rows = session.execute(
-            select(
-                CaseThread.id,
-                Case.id,
-                Case.ref,
-                Case.status,
-                CaseThread.thread_id,
-                CaseThread.how,
-            )
-            .join(Case, Case.id == CaseThread.case_id)
-            .where(CaseThread.thread_id.in_(chunk), CaseThread.unlinked_at.is_(None))
-            .order_by(CaseThread.id)
-        )
-        for values in rows:
-            link = LinkRow(*values)
-            found.setdefault(link.thread_id, []).append(link)
+    for values in rows:
+        link = LinkRow(*values)
+        found.setdefault(link.thread_id, []).append(link)
     return found
+
+
+_ACTIVE_LINKS = (
+    "SELECT ct.id, c.id, c.ref, c.status, ct.thread_id, ct.how "
+    "FROM case_threads AS ct JOIN cases AS c ON c.id = ct.case_id "
+    "WHERE ct.thread_id {condition} AND ct.unlinked_at IS NULL ORDER BY ct.id"
+)
 
 
 def case_links(session: Session, case_id: int, *, active_only: bool = True) -> list[CaseThread]:
