@@ -152,8 +152,8 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
         if parsed.database and parsed.database != ":memory:":
             _create_private_file(Path(parsed.database))
         connect_args["timeout"] = 30
-    elif schema:
-        connect_args["options"] = f"-csearch_path={schema}"
+    else:
+        connect_args["options"] = _postgres_options(parsed.query.get("options"), schema)
     engine = create_engine(parsed, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -182,6 +182,22 @@ def open_store(url: str, *, schema: str | None = None, migrate: bool = True) -> 
 
         upgrade_to_head(store)
     return store
+
+
+def _postgres_options(given: object, schema: str | None) -> str:
+    """The server settings every PostgreSQL connection of ours starts with, after any the
+    URL gives (``?options=...``).
+
+    ``jit=off``: PostgreSQL compiles a query to machine code when its estimated cost is
+    high, and every scan of a 100k-message table estimates high. The compiling cost
+    more than the work: the keyword scan of the linking after each sync took 0.30 s at
+    100k messages, 0.26 s of it JIT, for 40 ms of execution.
+    """
+    settings = [given] if isinstance(given, str) and given else []
+    settings.append("-cjit=off")
+    if schema:
+        settings.append(f"-csearch_path={schema}")
+    return " ".join(settings)
 
 
 def _create_private_file(path: Path) -> None:
