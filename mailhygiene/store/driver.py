@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
+from mailhygiene.errors import StoreError
 from mailhygiene.mailbox import IndexedMessage
 
 
@@ -63,14 +64,29 @@ class DriverTarget:
 
 
 def connect(target: DriverTarget) -> Any:
-    """A new driver connection to ``target`` (sqlite3 or psycopg), in a transaction on first use."""
+    """A new driver connection to ``target`` (sqlite3 or psycopg), in a transaction on first
+    use; ``StoreError`` in one line when the database cannot be opened, as ``open_store``."""
     if target.is_sqlite:
-        connection = sqlite3.connect(*target.args, **target.params)
-        prepare_sqlite(connection)
+        try:
+            connection = sqlite3.connect(*target.args, **target.params)
+            prepare_sqlite(connection)
+        except sqlite3.Error as exc:
+            raise _cannot_open(exc) from None
         return connection
     import psycopg  # only PostgreSQL workers pay for it
 
-    return psycopg.connect(*target.args, **target.params)
+    try:
+        return psycopg.connect(*target.args, **target.params)
+    except psycopg.Error as exc:
+        raise _cannot_open(exc) from None
+
+
+def _cannot_open(exc: Exception) -> StoreError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return StoreError(
+        f"an index worker cannot open the database: {reason} — check [database] url in the "
+        "settings, then run the sync again: it resumes where it stopped"
+    )
 
 
 def write_messages(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from mailhygiene.store.driver import connect
+from mailhygiene.errors import StoreError
+from mailhygiene.store.driver import DriverTarget, connect
 from mailhygiene.store.session import open_store
 from tests.store_fixtures import StoreTarget, store_target_fixture  # noqa: F401
 
@@ -41,3 +42,23 @@ def test_postgres_connections_run_without_jit_and_keep_the_urls_own_options(
             worker.close()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        DriverTarget("sqlite", ("/nonexistent-mailhygiene-dir/index.db",), {}),
+        DriverTarget(
+            "postgresql", (), {"host": "127.0.0.1", "port": 1, "dbname": "test", "user": "x"}
+        ),
+    ],
+    ids=["sqlite", "postgresql"],
+)
+def test_a_worker_that_cannot_open_the_database_says_so_in_one_line(target: DriverTarget) -> None:
+    """Reaches the parent and the CLI as a ``StoreError`` (one line), not a driver traceback."""
+    with pytest.raises(StoreError) as raised:
+        connect(target)
+    message = str(raised.value)
+    assert message.startswith("an index worker cannot open the database: ")
+    assert "check [database] url" in message
+    assert "\n" not in message
